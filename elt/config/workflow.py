@@ -1,0 +1,195 @@
+"""workflow.yaml: what to compute. Validated once at the boundary, then frozen."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal, Optional, Union
+
+import yaml
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from elt.config.base import Strict, format_validation_error
+from elt.config.label import CP2KLabel, EMTLabel, PySCFLabel
+from elt.config.train import TrainConfig
+from elt.errors import ConfigError
+
+
+# ---------------------------------------------------------------- system
+class FileStructure(Strict):
+    kind: Literal["file"] = "file"
+    path: Path = Field(description="Structure file ASE (or pymatgen) can read: xyz, extxyz, POSCAR, CIF, ASE db.")
+    index: str = Field(":", description="Which frames of the file (ASE index syntax, e.g. ':' or '0' or '-1').")
+    format: Optional[str] = Field(None, description="Reader format when the extension does not tell (e.g. vasp).")
+
+
+class BulkStructure(Strict):
+    kind: Literal["bulk"] = "bulk"
+    element: str = Field(description="Chemical symbol or formula, as ase.build.bulk takes it (e.g. Cu, NaCl).")
+    crystal: Optional[str] = Field(None, description="Crystal structure (fcc, bcc, hcp, diamond, rocksalt, ...); default: ASE's reference.")
+    a: Optional[float] = Field(None, gt=0, description="Lattice constant (Å); default: ASE's reference value.")
+    cubic: bool = Field(True, description="Use the conventional cubic cell.")
+    supercell: list[int] = Field(default_factory=lambda: [1, 1, 1], description="Repetitions along a, b, c.")
+
+    @field_validator("supercell")
+    @classmethod
+    def _three(cls, v):
+        if len(v) != 3 or any(x < 1 for x in v):
+            raise ValueError("supercell needs three positive integers, e.g. [2, 2, 2]")
+        return v
+
+
+class MoleculeStructure(Strict):
+    kind: Literal["molecule"] = "molecule"
+    name: str = Field(description="Molecule name from ASE's collections (ase.build.molecule), e.g. H2O, CH4.")
+    vacuum: Optional[float] = Field(None, ge=0, description="Put the molecule in a box with this much vacuum (Å); None keeps it non-periodic.")
+
+
+Structure = Annotated[Union[FileStructure, BulkStructure, MoleculeStructure], Field(discriminator="kind")]
+
+
+class InitialData(Strict):
+    path: Path = Field(description="Labeled frames: extxyz file, or a deepmd/npy system folder.")
+    format: Literal["auto", "extxyz", "deepmd-npy"] = Field("auto", description="How to read it.")
+    energy_key: str = Field("energy", description="extxyz info key of the energy (eV).")
+    forces_key: str = Field("forces", description="extxyz array key of the forces (eV/Å).")
+    stress_key: str = Field("stress", description="extxyz info key of the stress (eV/Å³), if present.")
+
+
+class SystemConfig(Strict):
+    structures: list[Structure] = Field(min_length=1, description="Start structures of the walkers.")
+    elements: Optional[list[str]] = Field(None, description="Elements the potential covers; default: those of the start structures and data.")
+    initial_data: list[InitialData] = Field(default_factory=list, description="Labeled frames to start from.")
+    n_initial: int = Field(8, ge=0, description="When the initial data are fewer than this, label perturbed copies of the start structures to make up the difference.")
+    perturb_positions: float = Field(0.05, ge=0, description="Std of the Gaussian position perturbation of initial frames (Å).")
+    perturb_cell: float = Field(0.02, ge=0, description="Max relative strain of the cell of initial frames (periodic only).")
+
+    @field_validator("structures", mode="before")
+    @classmethod
+    def _shorthand(cls, v):
+        # a bare string is a file path
+        if isinstance(v, (str, dict)):
+            v = [v]
+        return [{"kind": "file", "path": x} if isinstance(x, str) else x for x in v]
+
+
+# ---------------------------------------------------------------- explore
+class StageConfig(Strict):
+    name: Optional[str] = Field(None, description="Label of the stage in reports.")
+    temperatures: list[float] = Field(default_factory=lambda: [300.0], min_length=1, description="Temperatures (K); one walker set per value.")
+    pressures: Optional[list[float]] = Field(None, description="Pressures (GPa) for npt; one walker set per temperature×pressure.")
+    ensemble: Literal["nvt", "nve", "npt"] = Field("nvt", description="nvt: Langevin; nve: velocity Verlet; npt: Berendsen-type barostat.")
+    timestep: float = Field(2.0, gt=0, le=10, description="MD timestep (fs).")
+    steps: int = Field(1000, ge=1, description="MD steps per walker.")
+    record_every: int = Field(10, ge=1, description="Record every N-th step for deviation and selection.")
+    walkers_per_structure: int = Field(1, ge=1, description="Independent walkers (different seeds) per start structure and condition.")
+    friction: float = Field(0.02, gt=0, description="Langevin friction (1/fs).")
+    min_distance: float = Field(0.5, gt=0, description="A walker stops when two atoms come closer than this (Å).")
+    max_iterations: int = Field(5, ge=1, description="Most iterations spent in this stage before moving on.")
+    accurate_ratio: Optional[float] = Field(None, gt=0, le=1, description="The stage is done when the accurate ratio reaches this; default: converge.accurate_ratio.")
+    trust_lo: Optional[float] = Field(None, gt=0, description="Override select.trust_lo for this stage (eV/Å).")
+    trust_hi: Optional[float] = Field(None, gt=0, description="Override select.trust_hi for this stage (eV/Å).")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.ensemble == "npt" and not self.pressures:
+            raise ValueError("ensemble npt needs pressures (GPa), e.g. pressures: [0.0]")
+        if self.record_every > self.steps:
+            raise ValueError(f"record_every ({self.record_every}) exceeds steps ({self.steps})")
+        return self
+
+
+class ExploreConfig(Strict):
+    stages: list[StageConfig] = Field(default_factory=lambda: [StageConfig()], min_length=1, description="Exploration stages, run in order.")
+    threads: int = Field(1, ge=1, description="torch threads per exploration task.")
+
+
+# ---------------------------------------------------------------- select
+class SelectConfig(Strict):
+    trust_lo: float = Field(0.05, gt=0, description="Max force deviation (eV/Å) below which a frame is accurate.")
+    trust_hi: float = Field(0.25, gt=0, description="Max force deviation at or above which a frame is failed (not labeled).")
+    energy_trust_lo: Optional[float] = Field(None, gt=0, description="Optional energy deviation per atom (eV) criterion, lower level.")
+    energy_trust_hi: Optional[float] = Field(None, gt=0, description="Optional energy deviation per atom (eV) criterion, upper level.")
+    max_candidates: int = Field(20, ge=0, description="Most frames labeled per iteration.")
+    strategy: Literal["random", "highest"] = Field("random", description="Which candidates to keep when there are more than max_candidates.")
+    max_per_walker: Optional[int] = Field(None, ge=1, description="Most candidates one walker may contribute.")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.trust_lo >= self.trust_hi:
+            raise ValueError(f"trust_lo ({self.trust_lo}) must be below trust_hi ({self.trust_hi})")
+        if (self.energy_trust_lo is None) != (self.energy_trust_hi is None):
+            raise ValueError("give both energy_trust_lo and energy_trust_hi, or neither")
+        if self.energy_trust_lo is not None and self.energy_trust_lo >= self.energy_trust_hi:
+            raise ValueError("energy_trust_lo must be below energy_trust_hi")
+        return self
+
+
+# ---------------------------------------------------------------- converge
+class ConvergeConfig(Strict):
+    accurate_ratio: float = Field(0.95, gt=0, le=1, description="Converged when this fraction of explored frames is accurate ...")
+    patience: int = Field(2, ge=1, description="... for this many consecutive iterations of the last stage.")
+    max_iterations: int = Field(10, ge=1, description="Hard cap on iterations.")
+
+
+LabelSection = Annotated[Union[EMTLabel, PySCFLabel, CP2KLabel], Field(discriminator="kind")]
+
+
+class Workflow(Strict):
+    """A whole workflow.yaml."""
+
+    name: str = Field("elt-run", description="Name of the campaign.")
+    workdir: Optional[Path] = Field(None, description="Run directory; default: NAME next to the workflow file (or --workdir).")
+    seed: int = Field(0, description="Base seed for every random choice of the run.")
+    system: SystemConfig = Field(description="Start structures and initial data.")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="Ensemble training.")
+    explore: ExploreConfig = Field(default_factory=ExploreConfig, description="Exploration stages.")
+    select: SelectConfig = Field(default_factory=SelectConfig, description="Trust levels and label budget.")
+    label: LabelSection = Field(default_factory=EMTLabel, description="Reference method (emt, pyscf, cp2k).")
+    converge: ConvergeConfig = Field(default_factory=ConvergeConfig, description="Stopping rule.")
+    cluster: Union[str, dict, None] = Field(None, description="Cluster profile: a name (local, slurm), a path to a YAML, or an inline mapping.")
+
+    # where the file came from, for relative paths; not part of the YAML
+    base_dir: Path = Field(Path("."), exclude=True, description="Directory of the workflow file (set by the loader).")
+
+    def resolve(self, p: Path) -> Path:
+        p = Path(p).expanduser()
+        return p if p.is_absolute() else (self.base_dir / p)
+
+    def section_hash(self, *names: str) -> str:
+        """A short hash of the given sections (content-derived ids depend on it)."""
+        data = {n: _jsonable(getattr(self, n)) for n in names}
+        return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _jsonable(obj: Any):
+    if hasattr(obj, "model_dump"):
+        return obj.model_dump(mode="json")
+    return obj
+
+
+def parse_workflow(data: Any, source: str = "workflow", base_dir: Path | None = None) -> Workflow:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of sections (system, train, explore, ...), "
+                          f"received {type(data).__name__}",
+                          hint="start from workflows/quickstart.yaml")
+    data = dict(data)
+    if base_dir is not None:
+        data["base_dir"] = base_dir
+    try:
+        return Workflow.model_validate(data)
+    except ValidationError as e:
+        raise format_validation_error(e, source) from None
+
+
+def load_workflow(path: str | Path) -> Workflow:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"workflow file {str(path)!r} not found",
+                          hint="give the path to a workflow YAML, e.g. workflows/quickstart.yaml")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    return parse_workflow(data, str(path), base_dir=path.resolve().parent)

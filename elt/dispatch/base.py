@@ -1,0 +1,58 @@
+"""Dispatch: turn a cluster profile into a Dask client.
+
+A cluster plugin (registered under group ``cluster`` with the profile's ``kind``) is a subclass of
+:class:`Cluster`. The engine uses it as a context manager and asks it only four things: the
+client, the submit options for a task kind (``train``, ``explore``, ``label``), the execution
+settings of label tasks, and a one-line description.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+from elt.labeling.base import ExecSettings
+
+
+class Cluster(ABC):
+    def __init__(self, profile, run_dir: Path):
+        self.profile = profile
+        self.run_dir = Path(run_dir)
+        self.client = None
+
+    @abstractmethod
+    def start(self):
+        """Start (or connect to) the cluster; return a ``distributed.Client``."""
+
+    def close(self) -> None:
+        if self.client is not None:
+            try:
+                self.client.close()
+            except Exception:
+                pass
+            self.client = None
+
+    def submit_options(self, kind: str) -> dict[str, Any]:
+        """Extra ``client.submit`` keyword arguments for a task kind (resources, workers...)."""
+        return {}
+
+    def exec_settings(self, kind: str = "label") -> ExecSettings:
+        return ExecSettings(threads=getattr(self.profile, "label_threads", 1))
+
+    def describe(self) -> str:
+        return type(self).__name__
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+
+def open_cluster(profile, run_dir: Path) -> Cluster:
+    from elt import registry
+
+    return registry.get("cluster", profile.kind)(profile, run_dir)

@@ -1,0 +1,103 @@
+"""The potential plugin interface.
+
+A potential plugin (registered under group ``potential`` with the ``train.kind`` of the workflow)
+is a module-level object with two plain, picklable functions:
+
+``train_member(frames, config, elements, member, seed, out_path, init_path=None) -> dict``
+    Fit one ensemble member on labeled frames (ASE Atoms with energy in eV, forces in eV/Å and
+    optionally stress in eV/Å³, ASE sign convention, attached via a SinglePointCalculator) and
+    write its checkpoint to ``out_path`` (atomically). ``init_path`` is a previous checkpoint to
+    warm-start from. Returns JSON-able metrics: ``rmse_e`` (eV/atom) and ``rmse_f`` (eV/Å) on the
+    training and validation frames (keys ``train`` and ``valid``), ``epochs``, ``seconds``.
+
+``load_ensemble(member_paths, precision=None) -> EnsemblePotential``
+    Build the ensemble from member checkpoints, without needing the training code path.
+
+:class:`EnsemblePotential` predicts every member at once; :meth:`EnsemblePotential.calculator`
+gives an ASE calculator (mean energy/forces/stress, plus the deviation in ``calc.results``).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+from ase import Atoms
+from ase.calculators.calculator import Calculator, all_changes
+
+from elt.potentials.deviation import frame_deviation
+
+
+@dataclass
+class EnsemblePrediction:
+    """Per-member predictions for one frame.
+
+    energies: (k,) eV; forces: (k, N, 3) eV/Å; stress: (k, 3, 3) eV/Å³ (ASE sign convention:
+    stress = -virial / volume) or None when the frame is not periodic or stress was not asked for.
+    """
+
+    energies: np.ndarray
+    forces: np.ndarray
+    stress: Optional[np.ndarray] = None
+
+    @property
+    def size(self) -> int:
+        return int(self.energies.shape[0])
+
+
+class EnsemblePotential(ABC):
+    """k members evaluated together. Units: eV, Å, eV/Å, eV/Å³."""
+
+    elements: tuple[str, ...]
+    size: int
+    rcut: float
+
+    @abstractmethod
+    def predict(self, atoms: Atoms, *, stress: bool = False) -> EnsemblePrediction:
+        """Energies, forces (and stress) of every member for one frame."""
+
+    def predict_many(self, frames: Sequence[Atoms], *, stress: bool = False) -> list[EnsemblePrediction]:
+        return [self.predict(a, stress=stress) for a in frames]
+
+    def calculator(self) -> "EnsembleCalculator":
+        return EnsembleCalculator(self)
+
+
+class EnsembleCalculator(Calculator):
+    """ASE calculator for an ensemble: mean energy, forces and stress of the members.
+
+    Extra results: ``energies_members`` (k,), ``forces_members`` (k, N, 3), ``max_devi_f``,
+    ``min_devi_f``, ``avg_devi_f`` (eV/Å), ``devi_e`` (eV/atom), ``max_devi_v``/``min_devi_v``/
+    ``avg_devi_v`` (eV/atom, periodic only).
+    """
+
+    implemented_properties = ["energy", "free_energy", "forces", "stress"]
+
+    def __init__(self, potential: EnsemblePotential, **kwargs):
+        super().__init__(**kwargs)
+        self.potential = potential
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        periodic = bool(self.atoms.pbc.any()) and self.atoms.cell.rank == 3
+        want_stress = periodic
+        pred = self.potential.predict(self.atoms, stress=want_stress)
+        virials = None
+        if pred.stress is not None:
+            vol = self.atoms.get_volume()
+            virials = -pred.stress * vol
+        dev = frame_deviation(pred.energies, pred.forces, virials)
+        e = float(pred.energies.mean())
+        self.results = {
+            "energy": e,
+            "free_energy": e,
+            "forces": pred.forces.mean(axis=0),
+            "energies_members": pred.energies,
+            "forces_members": pred.forces,
+            **dev.as_dict(),
+        }
+        if pred.stress is not None:
+            s = pred.stress.mean(axis=0)
+            self.results["stress"] = np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]])
