@@ -86,6 +86,7 @@ class StageConfig(Strict):
     walkers_per_structure: int = Field(1, ge=1, description="Independent walkers (different seeds) per start structure and condition.")
     friction: float = Field(0.02, gt=0, description="Langevin friction (1/fs).")
     min_distance: float = Field(0.5, gt=0, description="A walker stops when two atoms come closer than this (Å).")
+    stop_at_failed: bool = Field(True, description="Stop a walker at its first frame at or above trust_hi (the rest would be off the map).")
     max_iterations: int = Field(5, ge=1, description="Most iterations spent in this stage before moving on.")
     accurate_ratio: Optional[float] = Field(None, gt=0, le=1, description="The stage is done when the accurate ratio reaches this; default: converge.accurate_ratio.")
     trust_lo: Optional[float] = Field(None, gt=0, description="Override select.trust_lo for this stage (eV/Å).")
@@ -133,6 +134,12 @@ class ConvergeConfig(Strict):
     max_iterations: int = Field(10, ge=1, description="Hard cap on iterations.")
 
 
+class EvaluateConfig(Strict):
+    frames: int = Field(0, ge=0, description="After the loop, label this many fresh MD frames and report the final ensemble's errors on them (0: skip).")
+    temperature: Optional[float] = Field(None, gt=0, description="Temperature (K) of the test MD; default: the highest of the last stage.")
+    steps: int = Field(400, ge=1, description="MD steps of the test walker; the frames are spread evenly over them.")
+
+
 LabelSection = Annotated[Union[EMTLabel, PySCFLabel, CP2KLabel], Field(discriminator="kind")]
 
 
@@ -148,6 +155,7 @@ class Workflow(Strict):
     select: SelectConfig = Field(default_factory=SelectConfig, description="Trust levels and label budget.")
     label: LabelSection = Field(default_factory=EMTLabel, description="Reference method (emt, pyscf, cp2k).")
     converge: ConvergeConfig = Field(default_factory=ConvergeConfig, description="Stopping rule.")
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig, description="Final test of the trained ensemble on fresh labeled frames.")
     cluster: Union[str, dict, None] = Field(None, description="Cluster profile: a name (local, slurm), a path to a YAML, or an inline mapping.")
 
     # where the file came from, for relative paths; not part of the YAML

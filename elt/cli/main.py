@@ -1,0 +1,172 @@
+"""The `elt` command. Thin: each command parses, calls the library, prints. Errors are mapped to
+messages and exit codes in one place (:func:`main`); a traceback only with ``--traceback``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from elt.errors import EltError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="elt: active learning of machine-learned interatomic potentials (explore, label, train).")
+
+_state = {"traceback": False}
+
+
+@app.callback()
+def _root(traceback: bool = typer.Option(False, "--traceback", help="Show Python tracebacks of errors."),
+          verbose: bool = typer.Option(False, "--verbose", "-v", help="Log more.")):
+    _state["traceback"] = traceback
+    _setup_logging(logging.DEBUG if verbose else logging.INFO)
+
+
+def _setup_logging(level: int) -> None:
+    from rich.logging import RichHandler
+
+    root = logging.getLogger("elt")
+    root.handlers.clear()
+    root.addHandler(RichHandler(show_path=False, show_time=False, markup=False, rich_tracebacks=False))
+    root.setLevel(level)
+    root.propagate = False
+    for noisy in ("distributed", "dask_jobqueue", "tornado", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=False, highlight=False)
+
+
+@app.command()
+def validate(workflow: Path = typer.Argument(..., help="workflow.yaml to check"),
+             cluster: Optional[str] = typer.Option(None, help="Cluster profile to check instead of the workflow's."),
+             backend: bool = typer.Option(True, help="Also check that the labeling backend can run here.")):
+    """Check a workflow file (and its cluster profile, and the labeling backend) without running it."""
+    from elt.config import load_profile, load_workflow
+
+    wf = load_workflow(workflow)
+    profile = load_profile(cluster or wf.cluster, wf.base_dir)
+    con = _console()
+    con.print(f"[green]ok[/green] {workflow}: {len(wf.explore.stages)} stage(s), label {wf.label.kind}, "
+              f"ensemble of {wf.train.ensemble_size}, cluster {profile.kind}")
+    if backend:
+        from elt.engine.loop import Campaign, run_dir_of
+
+        camp = Campaign(wf, run_dir_of(wf), profile)
+        camp.prepare()
+        for line in camp.plan_summary():
+            con.print("  " + line)
+
+
+@app.command()
+def run(workflow: Path = typer.Argument(..., help="workflow.yaml"),
+        workdir: Optional[Path] = typer.Option(None, help="Run directory (default: the workflow's workdir, or NAME next to the file)."),
+        cluster: Optional[str] = typer.Option(None, help="Cluster profile (name or path) instead of the workflow's."),
+        dry_run: bool = typer.Option(False, "--dry-run", help="Validate and list the planned tasks; run nothing."),
+        from_run: Optional[Path] = typer.Option(None, help="Branch: start from the labeled data of another run directory ..."),
+        from_iteration: Optional[int] = typer.Option(None, help="... up to (not including) this iteration."),
+        json_out: bool = typer.Option(False, "--json", help="Print the final summary as JSON.")):
+    """Run the active-learning loop, or resume it: finished tasks are reused, never redone."""
+    from elt.config import load_profile, load_workflow
+    from elt.engine.loop import Campaign, run_dir_of
+
+    wf = load_workflow(workflow)
+    profile = load_profile(cluster or wf.cluster, wf.base_dir)
+    run_dir = run_dir_of(wf, workdir)
+    con = _console()
+    if from_run is not None or from_iteration is not None:
+        from elt.engine.branch import branch_run
+
+        branch_run(wf, Path(from_run) if from_run else None, from_iteration, run_dir)
+        con.print(f"branched into {run_dir}")
+    from elt.cli.progress import RichReporter
+
+    with RichReporter(con) as reporter:
+        camp = Campaign(wf, run_dir, profile, reporter)
+        if dry_run:
+            camp.prepare()
+            for line in camp.plan_summary():
+                con.print(line)
+            return
+        try:
+            summary = camp.run()
+        except KeyboardInterrupt:
+            con.print(f"\n[yellow]interrupted[/yellow]: finished tasks are kept in {run_dir}; "
+                      f"run `elt run {workflow}` again to resume")
+            raise typer.Exit(130)
+    if json_out:
+        print(json.dumps(summary.as_dict(), indent=1))
+        return
+    con.print(f"[bold]{summary.status}[/bold] after {summary.iterations} iteration(s); "
+              f"{summary.dataset_size} labeled frames; run directory {summary.run_dir}")
+    m = summary.final_metrics.get("valid") or summary.final_metrics.get("train") or {}
+    if m:
+        con.print(f"final ensemble: force RMSE {m.get('rmse_f', float('nan')):.4f} eV/Å, "
+                  f"energy RMSE {1000 * m.get('rmse_e', float('nan')):.2f} meV/atom (training data)")
+    if summary.test and "rmse_f" in summary.test:
+        t = summary.test
+        con.print(f"test on {t['frames']} fresh MD frames at {t['temperature']:g} K: "
+                  f"force RMSE {t['rmse_f']:.4f} eV/Å, energy RMSE {1000 * t['rmse_e']:.2f} meV/atom")
+    con.print(f"members: {Path(summary.final_members[0]).parent.parent if summary.final_members else '-'}")
+
+
+@app.command()
+def status(run_dir: Path = typer.Argument(..., help="Run directory")):
+    """Where a run stands (works while it runs)."""
+    from elt.reporting.status import status_text
+
+    _console().print(status_text(run_dir))
+
+
+try:  # optional command groups written by their own modules
+    from elt.cli.cluster import cluster_app
+
+    app.add_typer(cluster_app, name="cluster", help="Cluster profiles: print SLURM job scripts.")
+except ImportError:  # pragma: no cover
+    pass
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Entry point: run the typer app and map elt errors to messages and exit codes."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    show_tb = "--traceback" in argv or os.environ.get("ELT_TRACEBACK") == "1"
+    try:
+        app(args=argv, prog_name="elt", standalone_mode=False)
+        return 0
+    except EltError as e:
+        if show_tb:
+            raise
+        sys.stderr.write(f"error: {e}\n")
+        return e.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
+    except typer.Exit as e:
+        return e.exit_code
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else 1
+    except Exception as e:  # click usage errors and the rest
+        import click
+
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            return e.exit_code
+        if isinstance(e, click.exceptions.Abort):
+            return 130
+        if show_tb:
+            raise
+        sys.stderr.write(f"internal error: {type(e).__name__}: {e}\n"
+                         "  this is a bug in elt; rerun with --traceback and report it\n")
+        return 70
+
+
+def entry() -> None:
+    sys.exit(main())

@@ -1,0 +1,412 @@
+"""The ELT loop: train → explore → select → label → append, until converged.
+
+The driver is the only writer of the run state. Every task has a content-derived id, so running
+``elt run`` again on the same run directory reuses all finished work and dispatches only what is
+missing (see :mod:`elt.engine.state`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from elt import registry
+from elt.config.cluster import load_profile
+from elt.data.frames import (FRAME_ID, ITERATION, SOURCE, chemical_elements, frame_hash, labels_of,
+                             read_frames, write_frames)
+from elt.data.io import read_initial_data
+from elt.data.structures import perturbed_copies, start_structures
+from elt.dispatch.base import open_cluster
+from elt.engine import tasks
+from elt.engine.ids import content_id, derive_seed
+from elt.engine.plan import Position, advance, replay
+from elt.engine.runner import Outcome, Reporter, TaskRunner, TaskSpec
+from elt.engine.state import RunLock, RunState
+from elt.errors import CalculationError, CampaignError, ConfigError, SetupError, StateError
+from elt.sampling.select import choose
+
+log = logging.getLogger(__name__)
+
+# sections whose change invalidates finished work; explore stages are checked one by one
+FROZEN_SECTIONS = ("system", "train", "select", "label", "seed")
+
+
+@dataclass
+class RunSummary:
+    run_dir: str
+    status: str
+    iterations: int
+    dataset_size: int
+    final_members: list[str] = field(default_factory=list)
+    final_metrics: dict = field(default_factory=dict)
+    test: Optional[dict] = None
+    dispatched: int = 0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def run_dir_of(wf, workdir: Optional[Path] = None) -> Path:
+    if workdir is not None:
+        return Path(workdir).resolve()
+    if wf.workdir is not None:
+        return wf.resolve(wf.workdir).resolve()
+    return (wf.base_dir / wf.name).resolve()
+
+
+def fingerprint(wf) -> dict:
+    fp = {name: wf.section_hash(name) for name in FROZEN_SECTIONS}
+    fp["stages"] = [content_id(s) for s in wf.explore.stages]
+    return fp
+
+
+def check_compatible(state: RunState, wf, n_done: int, records: list[dict]) -> None:
+    """Refuse a changed workflow when the change would invalidate finished work."""
+    new = fingerprint(wf)
+    old_text = state.get_meta("fingerprint")
+    if old_text is None:
+        state.set_meta("fingerprint", json.dumps(new))
+        return
+    old = json.loads(old_text)
+    changed = [k for k in FROZEN_SECTIONS if old.get(k) != new[k]]
+    used_stages = sorted({r["stage"] for r in records})
+    for i in used_stages:
+        if i >= len(new["stages"]) or i >= len(old["stages"]) or old["stages"][i] != new["stages"][i]:
+            changed.append(f"explore.stages[{i}]")
+    if changed:
+        raise StateError(
+            f"the workflow changed in a way that invalidates finished work in {state.run_dir}: "
+            f"{', '.join(changed)} differ from the run's ({n_done} finished iterations)",
+            hint="undo the change to continue this run; or start a fresh run with another --workdir; "
+                 "or branch: `elt run WORKFLOW --workdir NEW --from-run OLD --from-iteration N` "
+                 "reuses the labeled data of OLD's first N iterations. Allowed changes: "
+                 "converge.*, appended stages, the cluster profile, evaluate.*")
+    # allowed changes (stages appended, converge) are remembered
+    state.set_meta("fingerprint", json.dumps(new))
+
+
+class Campaign:
+    def __init__(self, wf, run_dir: Path, profile=None, reporter: Optional[Reporter] = None):
+        self.wf = wf
+        self.run_dir = Path(run_dir)
+        self.profile = profile if profile is not None else load_profile(wf.cluster, wf.base_dir)
+        self.reporter = reporter or Reporter()
+        self.data_dir = self.run_dir / "data"
+
+    # ------------------------------------------------------------------ setup
+    def prepare(self):
+        wf = self.wf
+        self.structures = start_structures(wf.system, wf.base_dir)
+        self.imported = []
+        for spec in wf.system.initial_data:
+            self.imported.extend(read_initial_data(spec, wf.base_dir))
+        found = chemical_elements(self.structures + self.imported)
+        if wf.system.elements:
+            missing = sorted(set(found) - set(wf.system.elements))
+            if missing:
+                raise ConfigError(f"system.elements lists {wf.system.elements} but the structures/data contain {missing}",
+                                  hint=f"add {missing} to system.elements, or leave elements out to take them from the structures")
+            self.elements = sorted(wf.system.elements)
+        else:
+            self.elements = found
+        labeler_cls = registry.get("labeler", wf.label.kind)
+        problems = labeler_cls(wf.label).check(self.elements)
+        if problems:
+            raise SetupError(f"the {wf.label.kind} labeler cannot run here:\n  - " + "\n  - ".join(problems))
+        registry.get("potential", wf.train.kind)
+
+    def plan_summary(self) -> list[str]:
+        """What would be dispatched in the next iteration (dry run), as lines of text."""
+        wf = self.wf
+        st = wf.explore.stages[0]
+        n_walk = len(self.structures) * len(st.temperatures) * len(st.pressures or [None]) * st.walkers_per_structure
+        return [
+            f"run directory: {self.run_dir}",
+            f"elements: {', '.join(self.elements)}; {len(self.structures)} start structure(s); "
+            f"{len(self.imported)} imported labeled frames; {max(0, wf.system.n_initial - len(self.imported))} initial frames to label",
+            f"per iteration: {wf.train.ensemble_size} train tasks, {n_walk} explore tasks (stage 0), "
+            f"at most {wf.select.max_candidates} label tasks ({wf.label.kind})",
+            f"stages: {len(wf.explore.stages)}; at most {wf.converge.max_iterations} iterations",
+        ]
+
+    # ------------------------------------------------------------------ data
+    def _initial_data(self, runner: TaskRunner) -> list[str]:
+        wf = self.wf
+        files = []
+        if self.imported:
+            p = self.data_dir / "imported.extxyz"
+            frames = []
+            for a in self.imported:
+                a.info.update({FRAME_ID: frame_hash(a), ITERATION: -1, SOURCE: "imported"})
+                frames.append(a)
+            if not p.exists():
+                write_frames(p, frames)
+            files.append(str(p))
+        n = max(0, wf.system.n_initial - len(self.imported))
+        if n:
+            p = self.data_dir / "init.extxyz"
+            if not p.exists():
+                seed = derive_seed(wf.seed, "init")
+                frames = perturbed_copies(self.structures, n, wf.system.perturb_positions, wf.system.perturb_cell, seed)
+                for a in frames:
+                    a.info.update({FRAME_ID: frame_hash(a), ITERATION: -1, SOURCE: "init-perturbed"})
+                labeled, failed = self._label(runner, frames, -1, "label initial frames")
+                if not labeled:
+                    raise CampaignError("every initial frame failed to label:\n  - " + "\n  - ".join(
+                        f"{f['reason']}: {f['message']}" for f in failed[:10]),
+                        hint="check the label section (and the task directories under the run's label/ folder)")
+                write_frames(p, labeled)
+            files.append(str(p))
+        if not files:
+            raise ConfigError("no initial data: system.initial_data is empty and system.n_initial is 0",
+                              hint="set system.n_initial (e.g. 8) or give initial_data")
+        return files
+
+    def _dataset_hash(self, files: list[str]) -> str:
+        h = hashlib.sha256()
+        for f in files:
+            h.update(Path(f).read_bytes())
+        return h.hexdigest()[:16]
+
+    # ------------------------------------------------------------------ phases
+    def _train(self, runner: TaskRunner, it: int, files: list[str], init: Optional[list[str]], phase: str) -> tuple[list[str], dict]:
+        wf = self.wf
+        dhash = self._dataset_hash(files)
+        specs = []
+        for m in range(wf.train.ensemble_size):
+            init_path = init[m] if (init and wf.train.warm_start) else None
+            tid = content_id("train", wf.train, self.elements, dhash, m, wf.seed, init_path)
+            seed = derive_seed(wf.seed, "train", it, m)
+            specs.append(TaskSpec(tid, "train", it, tasks.train_task, self._task_dir(it, "train", f"member{m}", tid),
+                                  (files, wf.train, self.elements, m, seed, init_path), f"member {m}"))
+        outs = runner.run(specs, phase)
+        bad = [o for o in outs if o.status != "done"]
+        if bad:
+            o = bad[0]
+            raise CalculationError(f"training {o.spec.name} of iteration {it} failed: {(o.result or {}).get('message') or o.error}",
+                                   hint=f"see {o.spec.task_dir}; rerun `elt run` to retry (finished members are kept)")
+        members = [o.result["checkpoint"] for o in outs]
+        metrics = _mean_metrics([o.result["metrics"] for o in outs])
+        return members, metrics
+
+    def _walkers(self, it: int, stage_index: int):
+        wf = self.wf
+        st = wf.explore.stages[stage_index]
+        out = []
+        for si, a in enumerate(self.structures):
+            for T in st.temperatures:
+                for P in (st.pressures or [None]):
+                    for w in range(st.walkers_per_structure):
+                        wid = f"s{si}-T{T:g}" + (f"-P{P:g}" if P is not None else "") + f"-w{w}"
+                        out.append((wid, a, T, P, derive_seed(wf.seed, "walker", it, wid)))
+        return out
+
+    def _explore(self, runner: TaskRunner, it: int, stage_index: int, members: list[str]) -> list[Outcome]:
+        wf = self.wf
+        st = wf.explore.stages[stage_index]
+        sel = self._select_levels(stage_index)
+        specs = []
+        for wid, a, T, P, seed in self._walkers(it, stage_index):
+            walker = {"id": wid, "temperature": T, "pressure": P, "seed": seed, "iteration": it}
+            tid = content_id("explore", st, sel, members, frame_hash(a), walker)
+            specs.append(TaskSpec(tid, "explore", it, tasks.explore_task, self._task_dir(it, "explore", wid, tid),
+                                  (walker, a, members, wf.train.kind, st, sel, wf.explore.threads), wid))
+        return runner.run(specs, f"iteration {it}: explore (stage {stage_index})")
+
+    def _select_levels(self, stage_index: int) -> dict:
+        wf = self.wf
+        st = wf.explore.stages[stage_index]
+        return {"lo": st.trust_lo or wf.select.trust_lo, "hi": st.trust_hi or wf.select.trust_hi,
+                "elo": wf.select.energy_trust_lo, "ehi": wf.select.energy_trust_hi,
+                "max_per_walker": wf.select.max_per_walker, "strategy": wf.select.strategy}
+
+    def _label(self, runner: TaskRunner, frames: list, it: int, phase: str) -> tuple[list, list[dict]]:
+        wf = self.wf
+        exec_settings = self.cluster.exec_settings("label")
+        specs = []
+        for a in frames:
+            fid = a.info.get(FRAME_ID) or frame_hash(a)
+            tid = content_id("label", wf.label, fid)
+            specs.append(TaskSpec(tid, "label", it, tasks.label_task,
+                                  self.run_dir / "label" / f"{tid}",
+                                  (a, wf.label, exec_settings, wf.label.retries), fid))
+        outs = runner.run(specs, phase)
+        labeled, failed = [], []
+        for o in outs:
+            if o.status == "done":
+                labeled.append(tasks.load_labeled(o.result))
+            else:
+                r = o.result or {}
+                failed.append({"task": o.spec.id, "frame_id": o.spec.name, "reason": r.get("reason", "error"),
+                               "message": r.get("message") or o.error, "physics": bool(r.get("physics")),
+                               "workdir": str(o.spec.task_dir)})
+        return labeled, failed
+
+    def _task_dir(self, it: int, kind: str, name: str, tid: str) -> Path:
+        return self.run_dir / f"iter_{it:03d}" / kind / f"{name}-{tid[:8]}"
+
+    # ------------------------------------------------------------------ the loop
+    def run(self) -> RunSummary:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with RunLock(self.run_dir), RunState(self.run_dir) as state:
+            self.state = state
+            records = state.iterations()
+            check_compatible(state, self.wf, len(records), records)
+            self.prepare()
+            with open_cluster(self.profile, self.run_dir) as cluster:
+                self.cluster = cluster
+                self.reporter.message(f"cluster: {cluster.describe()}")
+                runner = TaskRunner(state, cluster, self.reporter)
+                self.runner = runner
+                return self._loop(runner, state, records)
+
+    def _loop(self, runner: TaskRunner, state: RunState, records: list[dict]) -> RunSummary:
+        wf = self.wf
+        files = self._initial_data(runner)
+        for r in records:
+            files.append(r["data_file"])
+        pos = replay(wf, records)
+        members = records[-1]["members"] if records else None
+        if records:
+            self.reporter.message(f"resuming after iteration {records[-1]['iteration']} "
+                                  f"({len(records)} finished, stage {pos.stage})")
+        while pos.done is None:
+            rec = self._iteration(runner, pos, files, members)
+            state.record_iteration(pos.iteration, rec)
+            files.append(rec["data_file"])
+            members = rec["members"]
+            self.reporter.iteration_summary(rec)
+            pos = advance(wf, pos, rec)
+        # the final ensemble, trained on everything
+        final, metrics = self._train(runner, pos.iteration, files, members, "final training")
+        state.set_meta("final", json.dumps({"members": final, "metrics": metrics, "status": pos.done}))
+        test = self._evaluate(runner, pos.iteration, final) if wf.evaluate.frames else None
+        if test is not None:
+            state.set_meta("test", json.dumps(test))
+        n = sum(len(read_frames(Path(f))) for f in files)
+        return RunSummary(str(self.run_dir), pos.done, pos.iteration, n, final, metrics, test, runner.dispatched)
+
+    def _iteration(self, runner: TaskRunner, pos: Position, files: list[str], members_prev) -> dict:
+        wf = self.wf
+        it, si = pos.iteration, pos.stage
+        st = wf.explore.stages[si]
+        t0 = time.perf_counter()
+        members, metrics = self._train(runner, it, files, members_prev, f"iteration {it}: train")
+        t1 = time.perf_counter()
+        walks = self._explore(runner, it, si, members)
+        t2 = time.perf_counter()
+        # gather statistics and candidates
+        counts = {"accurate": 0, "candidate": 0, "failed": 0}
+        stop_reasons: dict[str, int] = {}
+        pool = []  # (max_devi_f, walker index, candidate dict)
+        walker_failures = []
+        for wi, o in enumerate(walks):
+            if o.status != "done":
+                walker_failures.append({"walker": o.spec.name, "message": (o.result or {}).get("message") or o.error})
+                continue
+            r = o.result
+            for k in counts:
+                counts[k] += r["counts"][k]
+            stop_reasons[r["stop_reason"]] = stop_reasons.get(r["stop_reason"], 0) + 1
+            for c in r["candidates"]:
+                pool.append((c["max_devi_f"], wi, c))
+        if walker_failures and len(walker_failures) == len(walks):
+            raise CalculationError(f"every exploration walker of iteration {it} failed: {walker_failures[0]['message']}",
+                                   hint="see the explore/ task folders of this iteration; rerun `elt run` to retry")
+        total = sum(counts.values())
+        rng = np.random.default_rng(derive_seed(wf.seed, "select", it))
+        chosen = choose(np.array([p[0] for p in pool]), wf.select.max_candidates, wf.select.strategy, rng)
+        frames = []
+        cache: dict[int, list] = {}
+        for idx in chosen:
+            _, wi, c = pool[idx]
+            if wi not in cache:
+                cache[wi] = read_frames(Path(walks[wi].result["candidates_file"]))
+            frames.append(cache[wi][c["index"]])
+        t3 = time.perf_counter()
+        labeled, failed = self._label(runner, frames, it, f"iteration {it}: label")
+        t4 = time.perf_counter()
+        if frames and len(failed) > wf.label.max_failed_fraction * len(frames):
+            raise CampaignError(
+                f"{len(failed)} of {len(frames)} labels of iteration {it} failed "
+                f"(more than label.max_failed_fraction = {wf.label.max_failed_fraction}):\n  - "
+                + "\n  - ".join(f"{f['reason']}: {f['message']} ({f['workdir']})" for f in failed[:20]),
+                hint="fix the label settings (see the task folders), or raise label.max_failed_fraction; "
+                     "rerun `elt run` to continue: finished labels are kept")
+        data_file = self.data_dir / f"iter_{it:03d}.extxyz"
+        write_frames(data_file, labeled)
+        dataset_size = sum(len(read_frames(Path(f))) for f in files) + len(labeled)
+        lv = self._select_levels(si)
+        ratio = counts["accurate"] / total if total else 0.0
+        stuck = bool(total and not pool and ratio < (st.accurate_ratio or wf.converge.accurate_ratio))
+        return {
+            "iteration": it, "stage": si, "stage_name": st.name or f"stage {si}",
+            "temperatures": st.temperatures, "pressures": st.pressures,
+            "trust_lo": lv["lo"], "trust_hi": lv["hi"],
+            "walkers": len(walks), "walker_failures": walker_failures, "frames": total, **counts,
+            "accurate_ratio": ratio,
+            "candidate_ratio": counts["candidate"] / total if total else 0.0,
+            "failed_ratio": counts["failed"] / total if total else 0.0,
+            "stop_reasons": stop_reasons, "candidates": len(pool), "selected": len(frames),
+            "labels_ok": len(labeled), "labels_failed": len(failed), "failures": failed,
+            "dataset_size": dataset_size, "train": metrics, "members": members,
+            "explore_tasks": [o.spec.task_dir.name for o in walks],
+            "data_file": str(data_file), "stuck": stuck,
+            "seconds": {"train": t1 - t0, "explore": t2 - t1, "select": t3 - t2, "label": t4 - t3},
+            "finished": time.time(),
+        }
+
+    def _evaluate(self, runner: TaskRunner, it: int, members: list[str]) -> dict:
+        """Label fresh MD frames of the final ensemble and report its errors on them."""
+        wf = self.wf
+        ev = wf.evaluate
+        st = wf.explore.stages[-1]
+        T = ev.temperature or max(st.temperatures)
+        walker = {"id": "test", "temperature": T, "pressure": (st.pressures or [None])[0],
+                  "seed": derive_seed(wf.seed, "test"), "iteration": it}
+        test_stage = st.model_copy(update={"steps": ev.steps, "record_every": max(1, ev.steps // ev.frames),
+                                           "stop_at_failed": False})
+        sel = {"lo": 0.0, "hi": float("inf"), "max_per_walker": ev.frames, "strategy": "random"}
+        a = self.structures[0]
+        tid = content_id("evaluate", test_stage, members, frame_hash(a), walker)
+        [o] = runner.run([TaskSpec(tid, "explore", it, tasks.explore_task, self._task_dir(it, "evaluate", "md", tid),
+                                   (walker, a, members, wf.train.kind, test_stage, sel, wf.explore.threads), "test")],
+                         "final test: MD")
+        if o.status != "done":
+            return {"error": (o.result or {}).get("message") or o.error}
+        frames = read_frames(Path(o.result["candidates_file"]))[: ev.frames]
+        labeled, failed = self._label(runner, frames, it, "final test: label")
+        if not labeled:
+            return {"error": "every test label failed", "failures": failed}
+        pot = registry.get("potential", wf.train.kind).load_ensemble([Path(m) for m in members])
+        ferr, eerr, devs = [], [], []
+        for a in labeled:
+            e_ref, f_ref, _ = labels_of(a)
+            p = pot.predict(a)
+            ferr.append((p.forces.mean(axis=0) - f_ref).ravel())
+            eerr.append((p.energies.mean() - e_ref) / len(a))
+        ferr = np.concatenate(ferr)
+        return {"frames": len(labeled), "temperature": T, "rmse_f": float(np.sqrt(np.mean(ferr**2))),
+                "rmse_e": float(np.sqrt(np.mean(np.square(eerr)))), "labels_failed": len(failed)}
+
+
+def _mean_metrics(ms: list[dict]) -> dict:
+    out: dict = {}
+    for split in ("train", "valid"):
+        vals = [m.get(split) for m in ms if m.get(split)]
+        if vals:
+            out[split] = {k: float(np.mean([v[k] for v in vals if k in v])) for k in ("rmse_e", "rmse_f") if any(k in v for v in vals)}
+    out["seconds"] = float(sum(m.get("seconds", 0.0) for m in ms))
+    return out
+
+
+def run_workflow(wf, workdir: Optional[Path] = None, profile=None, reporter: Optional[Reporter] = None) -> RunSummary:
+    """Run (or resume) the campaign of ``wf`` in its run directory."""
+    return Campaign(wf, run_dir_of(wf, workdir), profile, reporter).run()

@@ -1,0 +1,65 @@
+"""Where the campaign stands, derived from the finished iterations' records only.
+
+Stage rule: a stage is done when its accurate ratio reaches its threshold (the stage's own or
+``converge.accurate_ratio``) for ``converge.patience`` consecutive iterations, or when it has
+used its ``max_iterations``. The campaign is converged when the last stage is done by accuracy;
+it ends at ``converge.max_iterations`` iterations in all, when the last stage used its budget,
+or when it is stuck (no candidates while not accurate).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+
+@dataclass
+class Position:
+    iteration: int          # the next iteration to run
+    stage: int              # its stage index
+    streak: int = 0         # consecutive accurate iterations in this stage
+    in_stage: int = 0       # iterations already spent in this stage
+    done: Optional[str] = None  # converged | max_iterations | stage_budget | stuck | None
+
+
+def stage_threshold(wf, stage_index: int) -> float:
+    st = wf.explore.stages[stage_index]
+    return st.accurate_ratio if st.accurate_ratio is not None else wf.converge.accurate_ratio
+
+
+def advance(wf, pos: Position, record: dict) -> Position:
+    """The position after ``record`` (the summary of iteration ``pos.iteration``)."""
+    n_stages = len(wf.explore.stages)
+    stage = pos.stage
+    streak = pos.streak + 1 if record["accurate_ratio"] >= stage_threshold(wf, stage) else 0
+    in_stage = pos.in_stage + 1
+    it = pos.iteration + 1
+    done = None
+    last = stage == n_stages - 1
+    if record.get("stuck"):
+        done = "stuck"
+    elif streak >= wf.converge.patience:
+        if last:
+            done = "converged"
+        else:
+            stage, streak, in_stage = stage + 1, 0, 0
+    elif in_stage >= wf.explore.stages[stage].max_iterations:
+        if last:
+            done = "stage_budget"
+        else:
+            stage, streak, in_stage = stage + 1, 0, 0
+    if done is None and it >= wf.converge.max_iterations:
+        done = "max_iterations"
+    return Position(it, stage, streak, in_stage, done)
+
+
+def replay(wf, records: list[dict]) -> Position:
+    pos = Position(0, 0)
+    for r in records:
+        if r.get("stage") is not None and r["stage"] != pos.stage:
+            # the stage list changed in a compatible way (stages appended); follow the record
+            pos = Position(pos.iteration, r["stage"], 0, 0)
+        pos = advance(wf, pos, r)
+    if pos.done in ("max_iterations",) and pos.iteration < wf.converge.max_iterations:
+        pos.done = None
+    return pos

@@ -1,0 +1,126 @@
+"""Submit tasks to Dask, reuse finished ones, record results: the driver's only path to workers."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from elt.engine.state import RunState
+from elt.engine.tasks import run_in_dir
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TaskSpec:
+    id: str
+    kind: str            # train | explore | label | evaluate
+    iteration: int
+    fn: Callable[..., dict]
+    task_dir: Path
+    args: tuple = ()
+    name: str = ""
+
+
+@dataclass
+class Outcome:
+    spec: TaskSpec
+    status: str                 # done | failed
+    result: Optional[dict] = None
+    error: Optional[str] = None
+    reused: bool = False
+
+
+class Reporter:
+    """Progress hooks; the CLI passes one that draws bars. The default logs."""
+
+    def phase_start(self, name: str, total: int, reused: int) -> None:
+        log.info("%s: %d tasks (%d reused)", name, total, reused)
+
+    def advance(self, outcome: Outcome) -> None:
+        pass
+
+    def phase_end(self, name: str) -> None:
+        pass
+
+    def message(self, text: str) -> None:
+        log.info(text)
+
+    def iteration_summary(self, record: dict) -> None:
+        log.info(summary_line(record))
+
+
+def summary_line(r: dict) -> str:
+    """One line per iteration: iteration, stage, frames, accurate/candidate/failed %, labels, data, RMSE."""
+    t = r.get("train") or {}
+    rmse = (t.get("valid") or t.get("train") or {})
+    rmse_f = rmse.get("rmse_f")
+    return (f"iter {r['iteration']:3d} | {r['stage_name']} | {r['frames']} frames | "
+            f"acc {100 * r['accurate_ratio']:5.1f}% cand {100 * r['candidate_ratio']:5.1f}% "
+            f"fail {100 * r['failed_ratio']:5.1f}% | +{r['labels_ok']} labels"
+            + (f" ({r['labels_failed']} failed)" if r["labels_failed"] else "")
+            + f" | data {r['dataset_size']} | force RMSE "
+            + (f"{rmse_f:.3f} eV/Å" if rmse_f is not None else "n/a"))
+
+
+def _reusable(rec: Optional[dict]) -> bool:
+    if rec is None:
+        return False
+    if rec["status"] == "done":
+        return True
+    # physics failures are data; other failures are tried again on resume
+    return bool(rec["result"] and rec["result"].get("physics"))
+
+
+@dataclass
+class TaskRunner:
+    state: RunState
+    cluster: Any
+    reporter: Reporter = field(default_factory=Reporter)
+    dispatched: int = 0
+
+    def run(self, specs: list[TaskSpec], phase: str) -> list[Outcome]:
+        from distributed import as_completed
+
+        outcomes: dict[str, Outcome] = {}
+        todo: list[TaskSpec] = []
+        for s in specs:
+            rec = self.state.task(s.id)
+            if _reusable(rec):
+                outcomes[s.id] = Outcome(s, rec["status"], rec["result"], reused=True)
+            else:
+                todo.append(s)
+        self.reporter.phase_start(phase, len(specs), len(specs) - len(todo))
+        futures = {}
+        client = self.cluster.client
+        try:
+            for s in todo:
+                fut = client.submit(run_in_dir, s.fn, str(s.task_dir), *s.args, key=f"{s.kind}-{s.id}",
+                                    pure=False, **self.cluster.submit_options(s.kind))
+                futures[fut] = s
+                self.dispatched += 1
+            for fut in as_completed(list(futures)):
+                s = futures[fut]
+                try:
+                    res = fut.result()
+                except Exception as e:  # the task raised or its worker died too often
+                    out = Outcome(s, "failed", {"physics": False, "reason": type(e).__name__,
+                                                "message": str(e)}, error=f"{type(e).__name__}: {e}")
+                    self.state.record_task(s.id, s.kind, s.iteration, "failed", out.result)
+                else:
+                    status = "failed" if res.get("status") == "failed" else "done"
+                    out = Outcome(s, status, res, reused=bool(res.get("reused")))
+                    self.state.record_task(s.id, s.kind, s.iteration, status, res,
+                                           seconds=float(res.get("seconds", 0.0)),
+                                           attempts=int(res.get("attempts", 1)))
+                outcomes[s.id] = out
+                self.reporter.advance(out)
+        except BaseException:
+            for fut in futures:
+                fut.cancel()
+            raise
+        finally:
+            self.reporter.phase_end(phase)
+        return [outcomes[s.id] for s in specs]

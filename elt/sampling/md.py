@@ -1,0 +1,116 @@
+"""Molecular dynamics of one walker driven by the ensemble's mean forces.
+
+Every ``record_every`` steps the frame and its model deviation are recorded. A walker stops early,
+and says why, when: positions or deviations become NaN (``nan``), two atoms come closer than
+``min_distance`` (``too_close``), or a frame reaches the upper trust level (``above_trust_hi``)
+when ``stop_at`` is given: frames past that point are off the map and only waste time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+from ase import Atoms, units
+from ase.md.langevin import Langevin
+from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+from ase.md.verlet import VelocityVerlet
+
+from elt.units import GPA_TO_EV_PER_ANGSTROM3
+
+DEVI_KEYS = ("max_devi_v", "min_devi_v", "avg_devi_v", "max_devi_f", "min_devi_f", "avg_devi_f", "devi_e")
+
+
+@dataclass
+class WalkerRecord:
+    """What one walker produced: per-recorded-frame steps and deviations, and the frames."""
+
+    steps: list[int] = field(default_factory=list)
+    devi: list[list[float]] = field(default_factory=list)  # rows in DEVI_KEYS order
+    frames: list[Atoms] = field(default_factory=list)
+    stop_reason: str = "completed"
+    steps_done: int = 0
+
+    def devi_array(self) -> np.ndarray:
+        return np.asarray(self.devi, dtype=np.float64).reshape(-1, len(DEVI_KEYS))
+
+
+def min_pair_distance(atoms: Atoms, cutoff: float) -> float:
+    """Smallest interatomic distance (Å), or ``inf`` when none is below ``cutoff``."""
+    from vesin import NeighborList
+
+    if len(atoms) < 2:
+        return float("inf")
+    periodic = bool(atoms.pbc.all())
+    box = atoms.cell.array if periodic else np.zeros((3, 3))
+    nl = NeighborList(cutoff=float(cutoff), full_list=False)
+    (d,) = nl.compute(points=atoms.positions, box=box, periodic=periodic, quantities="d")
+    return float(d.min()) if len(d) else float("inf")
+
+
+def make_dynamics(atoms: Atoms, ensemble: str, timestep_fs: float, temperature: float,
+                  pressure_gpa: Optional[float], friction: float, rng: np.random.Generator):
+    dt = timestep_fs * units.fs
+    if ensemble == "nvt":
+        return Langevin(atoms, dt, temperature_K=temperature, friction=friction / units.fs,
+                        rng=np.random.RandomState(rng.integers(2**31)), fixcm=True)
+    if ensemble == "nve":
+        return VelocityVerlet(atoms, dt)
+    if ensemble == "npt":
+        from ase.md.nptberendsen import NPTBerendsen
+
+        if not (atoms.pbc.all() and atoms.cell.rank == 3):
+            raise ValueError("npt needs a periodic cell")
+        return NPTBerendsen(atoms, dt, temperature_K=temperature,
+                            pressure_au=(pressure_gpa or 0.0) * GPA_TO_EV_PER_ANGSTROM3,
+                            taut=100 * units.fs, taup=1000 * units.fs,
+                            compressibility_au=4.57e-5 / units.bar)
+    raise ValueError(f"unknown ensemble {ensemble!r}")
+
+
+def run_walker(atoms: Atoms, calc, *, ensemble: str = "nvt", temperature: float = 300.0,
+               pressure: Optional[float] = None, timestep: float = 2.0, steps: int = 1000,
+               record_every: int = 10, friction: float = 0.02, min_distance: float = 0.5,
+               stop_at: Optional[float] = None, seed: int = 0,
+               on_record: Optional[Callable[[int], None]] = None) -> WalkerRecord:
+    """Run MD from ``atoms`` (not modified) with ``calc`` (an EnsembleCalculator) and record
+    deviations every ``record_every`` steps, starting with step 0."""
+    rng = np.random.default_rng(seed)
+    a = atoms.copy()
+    a.calc = calc
+    MaxwellBoltzmannDistribution(a, temperature_K=temperature, rng=np.random.RandomState(rng.integers(2**31)))
+    Stationary(a)
+    dyn = make_dynamics(a, ensemble, timestep, temperature, pressure, friction, rng)
+    rec = WalkerRecord()
+    step = 0
+    while True:
+        a.get_potential_energy()  # make sure results belong to the current positions
+        r = calc.results
+        row = [float(r.get(k, 0.0)) for k in DEVI_KEYS]
+        frame = a.copy()
+        frame.calc = None
+        rec.steps.append(step)
+        rec.devi.append(row)
+        rec.frames.append(frame)
+        rec.steps_done = step
+        if on_record is not None:
+            on_record(step)
+        if not (np.all(np.isfinite(a.positions)) and np.all(np.isfinite(row))):
+            rec.stop_reason = "nan"
+            break
+        if min_pair_distance(a, min_distance) < min_distance:
+            rec.stop_reason = "too_close"
+            break
+        if stop_at is not None and row[3] >= stop_at:
+            rec.stop_reason = "above_trust_hi"
+            break
+        if step + record_every > steps:
+            break
+        try:
+            dyn.run(record_every)
+        except (FloatingPointError, ValueError) as e:  # blown-up dynamics
+            rec.stop_reason = f"nan ({e})"
+            break
+        step += record_every
+    return rec
