@@ -33,7 +33,7 @@ class RunState:
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / STATE_FILE
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        existed = self.path.exists()
+        existed = self.path.exists() and self.path.stat().st_size > 0
         try:
             self.db = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")
@@ -44,7 +44,7 @@ class RunState:
         except sqlite3.DatabaseError as e:
             raise StateError(f"the run state {self.path} is corrupted or not an elt state file ({e})",
                              hint="nothing was changed; restore it from a backup, or start a fresh run "
-                                  "with another --workdir (the labeled frames stay in this run's iterations/ folders)") from None
+                                  "with another --workdir (the labeled frames stay in this run's data/ folder as extxyz)") from None
 
     def _check(self) -> None:
         self.db.execute("PRAGMA quick_check").fetchall()

@@ -1,0 +1,64 @@
+"""The CLI as a user meets it: messages, exit codes, no tracebacks."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from elt.cli.main import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_validate_ok(capsys):
+    assert main(["validate", str(ROOT / "workflows/quickstart.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "ok" in out and "label emt" in out and "per iteration" in out
+
+
+def test_validate_bad_file_exit_2_no_traceback(tmp_path, capsys):
+    bad = tmp_path / "wf.yaml"
+    bad.write_text("system:\n  structures: [{kind: bulk, element: Cu}]\nselect:\n  trust_lo: 0.3\n  trust_hi: 0.1\n  max_candidate: 3\n")
+    assert main(["validate", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "select.max_candidate: unknown key" in err
+    assert "Traceback" not in err
+    bad.write_text("system:\n  structures: [{kind: bulk, element: Cu}]\nselect:\n  trust_lo: 0.3\n  trust_hi: 0.1\n")
+    assert main(["validate", str(bad)]) == 2
+    assert "trust_lo (0.3) must be below trust_hi (0.1)" in capsys.readouterr().err
+
+
+def test_validate_missing_file_and_bad_yaml(tmp_path, capsys):
+    assert main(["validate", str(tmp_path / "nope.yaml")]) == 2
+    assert "not found" in capsys.readouterr().err
+    bad = tmp_path / "wf.yaml"
+    bad.write_text("system: [unclosed\n")
+    assert main(["validate", str(bad)]) == 2
+    assert "not valid YAML" in capsys.readouterr().err
+
+
+def test_validate_checks_the_backend(tmp_path, capsys):
+    wf = tmp_path / "wf.yaml"
+    wf.write_text("system:\n  structures: [{kind: bulk, element: Si, crystal: diamond, a: 5.43}]\nlabel: {kind: emt}\n")
+    assert main(["validate", str(wf)]) == 3
+    err = capsys.readouterr().err
+    assert "EMT has no parameters for Si" in err
+
+
+def test_status_of_a_non_run(tmp_path, capsys):
+    assert main(["status", str(tmp_path)]) == 6
+    assert "holds no elt run" in capsys.readouterr().err
+
+
+def test_console_script_exit_code_in_a_real_process(tmp_path):
+    bad = tmp_path / "wf.yaml"
+    bad.write_text("sytem: {}\n")
+    r = subprocess.run([sys.executable, "-c", "from elt.cli.main import entry; entry()", "validate", str(bad)],
+                       capture_output=True, text=True)
+    assert r.returncode == 2
+    assert "sytem: unknown key" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_unknown_command_is_a_usage_error(capsys):
+    assert main(["frobnicate"]) == 2
