@@ -1,0 +1,250 @@
+"""Training one ensemble member: a plain, picklable function (a Dask task in the engine).
+
+Loss per batch (DeePMD's): p_e * mean((dE/N)^2) + p_f * mean(dF^2) + p_v * mean((dW/N)^2), with
+Adam, exponential learning-rate decay from ``learning_rate`` to ``learning_rate_end`` over all steps
+and prefactors p(t) = p_end + (p_start - p_end) * lr(t) / lr(0).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+from ase import Atoms
+
+from elt.config.train import TrainConfig
+from elt.data.frames import frame_hash, has_labels, labels_of
+from elt.errors import SetupError
+from elt.potentials.deepmd.checkpoint import ARCH_KEYS, read_member, save_member
+from elt.potentials.deepmd.graph import TypeMap, build_graph, frame_pairs
+from elt.potentials.deepmd.model import DeepPot, build
+
+log = logging.getLogger(__name__)
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+class _Data:
+    """Labeled frames with precomputed neighbour pairs and labels as arrays."""
+
+    def __init__(self, frames: Sequence[Atoms], typemap: TypeMap, rcut: float):
+        self.frames = list(frames)
+        self.pairs = [frame_pairs(a, rcut) for a in self.frames]
+        self.typemap, self.rcut = typemap, rcut
+        self.energy = np.empty(len(frames))
+        self.forces, self.virial = [], []
+        for f, atoms in enumerate(self.frames):
+            typemap(atoms)  # unknown elements -> clear error now
+            e, forces, stress = labels_of(atoms)
+            self.energy[f] = e
+            self.forces.append(np.asarray(forces, dtype=np.float64).reshape(len(atoms), 3))
+            vir = None
+            if stress is not None and bool(np.all(atoms.pbc)) and atoms.cell.rank == 3:
+                s = np.asarray(stress, dtype=np.float64)
+                if s.shape == (6,):
+                    s = np.array([[s[0], s[5], s[4]], [s[5], s[1], s[3]], [s[4], s[3], s[2]]])
+                vir = -s * atoms.get_volume()
+            self.virial.append(vir)
+        self.n_atoms = np.array([len(a) for a in self.frames], dtype=np.float64)
+
+    def batch(self, idx: Sequence[int], dtype: torch.dtype):
+        g = build_graph([self.frames[i] for i in idx], self.typemap, self.rcut,
+                        pairs=[self.pairs[i] for i in idx])
+        t = lambda x: torch.as_tensor(np.asarray(x), dtype=dtype)  # noqa: E731
+        has_v = np.array([self.virial[i] is not None for i in idx])
+        vir = np.stack([self.virial[i] if self.virial[i] is not None else np.zeros((3, 3)) for i in idx])
+        return (g, t(g.vec), t(self.energy[idx]), t(np.concatenate([self.forces[i] for i in idx])),
+                t(self.n_atoms[idx]), t(vir), torch.as_tensor(has_v))
+
+
+def dataset_hash(frames: Sequence[Atoms]) -> str:
+    h = hashlib.sha256()
+    for a in frames:
+        h.update(frame_hash(a).encode())
+        h.update(np.float64(labels_of(a)[0]).tobytes())
+    return h.hexdigest()[:20]
+
+
+def _fit_statistics(model: DeepPot, data: _Data, elements: Sequence[str]) -> None:
+    """Per-element energy shift (least squares) and environment normalisation from the data."""
+    counts = np.zeros((len(data.frames), len(elements)))
+    for f, a in enumerate(data.frames):
+        counts[f] = np.bincount(data.typemap(a), minlength=len(elements))
+    shift = np.linalg.lstsq(counts, data.energy, rcond=None)[0]
+    r = np.concatenate([np.linalg.norm(p[2], axis=1) for p in data.pairs]) if data.pairs else np.zeros(0)
+    n_pairs = sum(len(p[0]) for p in data.pairs)
+    with torch.no_grad():
+        model.shift.copy_(torch.as_tensor(shift, dtype=model.shift.dtype).unsqueeze(0))
+        if len(r):
+            rt = torch.as_tensor(r, dtype=torch.float64)
+            s = model.smooth(rt)
+            mean_nei = max(n_pairs / max(data.n_atoms.sum(), 1.0), 1.0)
+            rms_r = float(torch.sqrt((s * s).mean()).clamp_min(1e-3))
+            rms_a = float(torch.sqrt((s * s).mean() / 3.0).clamp_min(1e-3))  # each of the 3 angular terms
+            model.s_mean.fill_(float(s.mean()))
+            model.s_std.fill_(float(s.std().clamp_min(1e-2)) if len(r) > 1 else 1.0)
+            model.env_scale.copy_(torch.tensor([1 / rms_r, 1 / rms_a, 1 / rms_a, 1 / rms_a],
+                                               dtype=model.env_scale.dtype).view(1, 1, 4) / math.sqrt(mean_nei))
+
+
+def _center_outputs(model: DeepPot, data: _Data, dtype: torch.dtype, max_frames: int = 32) -> None:
+    """Shift each fitting network's output bias so that, on the data, the initial network adds zero
+    on average to the fitted per-element energy shift (the energy loss then starts small)."""
+    idx = list(range(min(len(data.frames), max_frames)))
+    g, vec = data.batch(idx, dtype)[:2]
+    with torch.no_grad():
+        base = model.shift[:, torch.as_tensor(g.types)]
+        e_atom = model(g, vec, forces=False, atomic=True)["atomic_energy"] - base
+        for t, fit in enumerate(model.fittings):
+            if len(g.atoms_by_type[t]):
+                fit.out.bias -= e_atom[:, torch.as_tensor(g.atoms_by_type[t])].mean()
+
+
+def _loss(model: DeepPot, batch, pref: tuple[float, float, float], create_graph: bool = True):
+    g, vec, energy, forces, n_atoms, vir, has_v = batch
+    want_v = pref[2] > 0 and bool(has_v.any())
+    out = model(g, vec, forces=True, virial=want_v, create_graph=create_graph)
+    de = (out["energy"][0] - energy) / n_atoms
+    df = out["forces"][0] - forces
+    loss_e, loss_f = (de * de).mean(), (df * df).mean()
+    loss = pref[0] * loss_e + pref[1] * loss_f
+    if want_v:
+        dv = (out["virial"][0][has_v] - vir[has_v]) / n_atoms[has_v].view(-1, 1, 1)
+        loss = loss + pref[2] * (dv * dv).mean()
+    return loss, de.detach(), df.detach()
+
+
+def evaluate(model: DeepPot, data: _Data, idx: Sequence[int], dtype: torch.dtype, chunk: int = 32) -> Optional[dict]:
+    """RMSE of energy per atom (eV/atom) and of force components (eV/Å) on frames ``idx``."""
+    if len(idx) == 0:
+        return None
+    se_e, se_f, n_f = 0.0, 0.0, 0
+    for start in range(0, len(idx), chunk):
+        batch = data.batch(list(idx[start:start + chunk]), dtype)
+        _, de, df = _loss(model, batch, (1.0, 1.0, 0.0), create_graph=False)
+        se_e += float((de.double() ** 2).sum())
+        se_f += float((df.double() ** 2).sum())
+        n_f += df.numel()
+    return {"rmse_e": math.sqrt(se_e / len(idx)), "rmse_f": math.sqrt(se_f / max(n_f, 1)), "n_frames": len(idx)}
+
+
+def _split(n: int, config: TrainConfig, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    perm = rng.permutation(n)
+    n_valid = int(math.floor(config.validation_fraction * n))
+    n_valid = min(n_valid, n - 1)
+    valid, train = perm[:n_valid], perm[n_valid:]
+    if config.bootstrap:
+        train = rng.choice(train, size=len(train), replace=True)
+    return np.sort(train), np.sort(valid)
+
+
+def _check_frames(frames: Sequence[Atoms]) -> None:
+    if len(frames) == 0:
+        raise SetupError("cannot train a potential on an empty data set (0 labeled frames)",
+                         hint="label some frames first (the initial data set must not be empty)")
+    bad = [i for i, a in enumerate(frames) if not has_labels(a)]
+    if bad:
+        raise SetupError(f"{len(bad)} training frame(s) carry no energy/forces labels (first: index {bad[0]})",
+                         hint="train only on labeled frames (elt.data.frames.attach_labels)")
+
+
+def _init_model(config: TrainConfig, elements: Sequence[str], data: _Data, seed: int,
+                init_path: Optional[Path]) -> tuple[DeepPot, dict]:
+    hyper = config.model.model_dump(mode="json")
+    dtype = _DTYPES[config.model.precision]
+    model = build(1, len(elements), hyper, dtype)
+    if init_path is not None:
+        state, meta = read_member(Path(init_path))
+        if list(meta["elements"]) != list(elements):
+            raise SetupError(f"cannot warm-start from {str(init_path)!r}: it was trained for elements "
+                             f"{meta['elements']}, this training has {list(elements)}",
+                             hint="train from scratch (train.warm_start: false) when the elements change")
+        diff = [k for k in ARCH_KEYS if meta["model"][k] != hyper[k]]
+        if diff:
+            raise SetupError(f"cannot warm-start from {str(init_path)!r}: its {', '.join(diff)} differ from "
+                             "train.model", hint="train from scratch (train.warm_start: false) after "
+                                                 "changing the model hyperparameters")
+        model.load_state_dict({k: v.to(dtype) for k, v in state.items()})
+        return model, meta
+    gen = torch.Generator().manual_seed(int(seed))
+    model.reset(gen)
+    _fit_statistics(model, data, elements)
+    _center_outputs(model, data, dtype)
+    return model, {}
+
+
+def train_member(frames: Sequence[Atoms], config: TrainConfig, elements: Sequence[str], member: int,
+                 seed: int, out_path, init_path=None) -> dict:
+    """Fit one member and write its checkpoint to ``out_path``; see :mod:`elt.potentials.base`."""
+    t0 = time.perf_counter()
+    frames = list(frames)
+    _check_frames(frames)
+    torch.set_num_threads(int(config.threads))
+    torch.manual_seed(int(seed))
+    rng = np.random.default_rng(int(seed))
+    elements = list(elements)
+    typemap = TypeMap(elements)
+    dtype = _DTYPES[config.model.precision]
+    data = _Data(frames, typemap, config.model.rcut)
+    model, _ = _init_model(config, elements, data, seed, init_path)
+    train_idx, valid_idx = _split(len(frames), config, rng)
+
+    epochs = config.warm_epochs if init_path is not None else config.epochs
+    bs = min(config.batch_size, len(train_idx))
+    steps_per_epoch = math.ceil(len(train_idx) / bs)
+    total = epochs * steps_per_epoch
+    opt = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    decay = (config.learning_rate_end / config.learning_rate) ** (1.0 / max(total - 1, 1))
+    (e0, e1), (f0, f1), (v0, v1) = config.energy_weight, config.force_weight, config.stress_weight
+    final_pref = (e1, f1, 0.0)
+    best, best_loss, since_best, step, epoch = None, math.inf, 0, 0, 0
+    for epoch in range(1, epochs + 1):
+        model.train()
+        order = rng.permutation(train_idx)
+        for b in range(steps_per_epoch):
+            idx = order[b * bs:(b + 1) * bs]
+            lr = config.learning_rate * decay ** step
+            ratio = lr / config.learning_rate
+            pref = (e1 + (e0 - e1) * ratio, f1 + (f0 - f1) * ratio, v1 + (v0 - v1) * ratio)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            loss, _, _ = _loss(model, data.batch(idx, dtype), pref)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+        if config.patience is not None and len(valid_idx):
+            v = evaluate(model, data, valid_idx, dtype)
+            vloss = final_pref[0] * v["rmse_e"] ** 2 + final_pref[1] * v["rmse_f"] ** 2
+            if vloss < best_loss:
+                best_loss, best, since_best = vloss, copy.deepcopy(model.state_dict()), 0
+            else:
+                since_best += 1
+                if since_best >= config.patience:
+                    log.info("member %d: early stop at epoch %d", member, epoch)
+                    break
+    if best is not None:
+        model.load_state_dict(best)
+    metrics = {
+        "train": evaluate(model, data, np.unique(train_idx), dtype),
+        "valid": evaluate(model, data, valid_idx, dtype),
+        "epochs": epoch,
+        "steps": step,
+        "seconds": round(time.perf_counter() - t0, 3),
+        "n_frames": len(frames),
+        "warm_start": init_path is not None,
+    }
+    meta = {
+        "kind": "deepmd", "elements": elements, "model": config.model.model_dump(mode="json"),
+        "member": int(member), "seed": int(seed), "dataset_hash": dataset_hash(frames),
+        "init_path": str(init_path) if init_path is not None else None,
+        "train": config.model_dump(mode="json", exclude={"model"}), "metrics": metrics,
+    }
+    save_member(Path(out_path), model.state_dict(), meta)
+    return metrics

@@ -1,0 +1,37 @@
+"""EMT-labeled Cu frames and small training configs for the potential tests."""
+
+from __future__ import annotations
+
+import numpy as np
+from ase.build import bulk
+from ase.calculators.emt import EMT
+
+from elt.config.train import DeepPotModel, TrainConfig
+from elt.data.frames import attach_labels
+
+
+def emt_label(atoms):
+    a = atoms.copy()
+    a.calc = EMT()
+    stress = a.get_stress() if a.pbc.all() else None
+    return attach_labels(a, a.get_potential_energy(), a.get_forces(), stress)
+
+
+def rattled_cu(n: int, size=(2, 2, 2), amplitude=0.08, seed=0, a=3.61):
+    base = bulk("Cu", "fcc", a=a, cubic=True) * size
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        at = base.copy()
+        at.positions += rng.normal(0, amplitude, at.positions.shape)
+        out.append(emt_label(at))
+    return out
+
+
+SMALL_MODEL = DeepPotModel(rcut=4.0, rcut_smth=2.0, embedding=[8, 16], axis_neuron=4, fitting=[16, 16])
+
+
+def small_config(**kw) -> TrainConfig:
+    base = dict(model=SMALL_MODEL, epochs=3, warm_epochs=2, batch_size=2, threads=1)
+    base.update(kw)
+    return TrainConfig(**base)
