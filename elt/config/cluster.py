@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
-from typing import Annotated, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
-from pydantic import Field, TypeAdapter, ValidationError
+from pydantic import Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from elt.config.base import Strict, format_validation_error
 from elt.errors import ConfigError
@@ -29,39 +30,173 @@ class LocalProfile(Strict):
         return self.n_workers or (os.cpu_count() or 1)
 
 
+_WALLTIME = re.compile(r"^(?:(\d+)-)?(\d{1,3}):(\d{2}):(\d{2})$")
+_MEMORY = re.compile(r"^\s*\d+(\.\d+)?\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
+_POOL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+def walltime_seconds(text: str) -> int:
+    """Seconds in a SLURM walltime ``HH:MM:SS`` or ``D-HH:MM:SS``."""
+    m = _WALLTIME.match(text.strip())
+    if m is None:
+        raise ValueError("walltime must look like HH:MM:SS or D-HH:MM:SS (e.g. 02:00:00, 1-00:00:00)")
+    days, h, mi, s = (int(x) if x else 0 for x in m.groups())
+    return ((days * 24 + h) * 60 + mi) * 60 + s
+
+
 class SlurmPool(Strict):
-    """One pool of SLURM worker jobs (dask-jobqueue SLURMCluster) for some task kinds."""
+    """One pool of SLURM worker jobs for some task kinds (maps to dask-jobqueue's SLURMJob).
+
+    Each job runs ``processes`` Dask worker processes on ``cores`` cores; a worker runs
+    ``cores / processes / threads_per_task`` tasks at a time. Workers stop ``lifetime_margin``
+    seconds (± half of it) before the walltime, so that their tasks move elsewhere cleanly.
+    """
 
     kinds: list[Literal["train", "explore", "label"]] = Field(
-        default_factory=lambda: list(TASK_KINDS), description="Task kinds this pool runs.")
-    partition: Optional[str] = Field(None, description="#SBATCH --partition")
-    account: Optional[str] = Field(None, description="#SBATCH --account")
-    qos: Optional[str] = Field(None, description="#SBATCH --qos")
-    walltime: str = Field("01:00:00", description="Job walltime HH:MM:SS; workers stop a little before it.")
-    cores: int = Field(1, ge=1, description="Cores per job.")
-    memory: str = Field("2GB", description="Memory per job.")
-    processes: int = Field(1, ge=1, description="Dask worker processes per job.")
-    prologue: list[str] = Field(default_factory=list, description="Shell lines run before the worker starts (module load, source venv/bin/activate).")
-    extra_sbatch: list[str] = Field(default_factory=list, description="Extra '#SBATCH ...' directives, e.g. '--gres=gpu:1'.")
-    min_jobs: int = Field(0, ge=0, description="Adaptive scaling: fewest jobs.")
-    max_jobs: int = Field(4, ge=1, description="Adaptive scaling: most jobs.")
-    label_threads: int = Field(1, ge=1, description="OMP threads of a DFT label task.")
-    launcher: Optional[str] = Field(None, description="MPI launcher prefix for CP2K, e.g. 'srun --mpi=pmix' or 'mpirun -n 4'.")
-    max_task_attempts: int = Field(3, ge=1, description="A task that kills this many workers is marked failed.")
+        default_factory=lambda: list(TASK_KINDS),
+        description="Task kinds this pool runs (train, explore, label); each kind in exactly one pool.")
+    partition: Optional[str] = Field(None, description="Partition of the worker jobs (#SBATCH -p).")
+    account: Optional[str] = Field(None, description="Account charged for the worker jobs (#SBATCH -A).")
+    qos: Optional[str] = Field(None, description="Quality of service (#SBATCH --qos).")
+    walltime: str = Field("01:00:00", description="Walltime of one worker job, HH:MM:SS or D-HH:MM:SS; "
+                          "workers hand over before it ends and new jobs replace them.")
+    cores: int = Field(1, ge=1, description="Cores per job (#SBATCH --cpus-per-task).")
+    memory: str = Field("2GB", description="Memory per job, e.g. '4GB' (#SBATCH --mem).")
+    processes: int = Field(1, ge=1, description="Dask worker processes per job; must divide cores.")
+    ntasks: int = Field(1, ge=1, description="SLURM tasks per job (#SBATCH --ntasks): 1 for Python work; the "
+                        "number of MPI ranks for label programs started with an srun/mpirun launcher "
+                        "(cores are then split as --cpus-per-task = cores / ntasks).")
+    threads_per_task: int = Field(1, ge=1, description="Cores one task uses (OMP threads of a DFT label, "
+                                  "torch threads of training); label tasks receive it as their thread count.")
+    prologue: list[str] = Field(default_factory=list, description="Shell lines run in the job before the worker "
+                                "starts, e.g. 'module load cp2k', 'source ~/venvs/elt/bin/activate'.")
+    extra_sbatch: list[str] = Field(default_factory=list, description="Extra #SBATCH directives, e.g. "
+                                    "'--gres=gpu:1' or '--constraint=cpu' ('#SBATCH' prefix optional).")
+    launcher: Optional[str] = Field(None, description="MPI launcher prefix of label programs (CP2K), "
+                                    "e.g. 'srun --mpi=pmix -n 4' or 'mpirun -n 4'.")
+    min_jobs: int = Field(0, ge=0, description="Adaptive scaling: jobs kept even when idle.")
+    max_jobs: int = Field(4, ge=1, description="Adaptive scaling: most jobs at once.")
+    idle_timeout: float = Field(60.0, ge=0, description="Seconds an idle job above min_jobs is kept before it "
+                                "is cancelled.")
+    lifetime_margin: Optional[int] = Field(None, ge=0, description="Seconds before the walltime at which "
+                                           "workers retire (± half of it, staggered); default: 10% of the "
+                                           "walltime, at least 60 s and at most 900 s.")
+
+    @field_validator("kinds")
+    @classmethod
+    def _kinds(cls, v):
+        if not v:
+            raise ValueError("a pool needs at least one task kind (train, explore, label)")
+        if len(set(v)) != len(v):
+            raise ValueError(f"task kinds repeated: {v}")
+        return v
+
+    @field_validator("walltime")
+    @classmethod
+    def _walltime(cls, v):
+        walltime_seconds(v)
+        return v.strip()
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, v):
+        if not _MEMORY.match(v):
+            raise ValueError("memory must be a size such as '4GB', '500MB' or '16GiB'")
+        return v.strip()
+
+    @field_validator("extra_sbatch")
+    @classmethod
+    def _extra(cls, v):
+        return [re.sub(r"^#SBATCH\s+", "", line.strip()) for line in v]
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.min_jobs > self.max_jobs:
+            raise ValueError(f"min_jobs ({self.min_jobs}) exceeds max_jobs ({self.max_jobs})")
+        if self.cores % self.processes:
+            raise ValueError(f"cores ({self.cores}) must be a multiple of processes ({self.processes})")
+        if self.cores % self.ntasks:
+            raise ValueError(f"cores ({self.cores}) must be a multiple of ntasks ({self.ntasks})")
+        if self.threads_per_task > self.cores // self.processes:
+            raise ValueError(f"threads_per_task ({self.threads_per_task}) exceeds the cores of one worker "
+                             f"process ({self.cores // self.processes} = cores / processes)")
+        self.lifetime()
+        return self
+
+    def slots_per_worker(self) -> int:
+        """Tasks one worker process runs at a time."""
+        return (self.cores // self.processes) // self.threads_per_task
+
+    def lifetime(self) -> tuple[int, int]:
+        """(lifetime, stagger) in seconds of the Dask workers of one job: lifetime + stagger stays
+        below the walltime by at least half the margin."""
+        wall = walltime_seconds(self.walltime)
+        margin = self.lifetime_margin
+        if margin is None:
+            margin = min(900, max(60, wall // 10))
+        life = wall - margin
+        if life < 60:
+            raise ValueError(f"walltime {self.walltime} leaves workers {life} s after the lifetime margin of "
+                             f"{margin} s; give a walltime of at least {margin + 60} s or a smaller lifetime_margin")
+        return life, margin // 2
 
 
 class SlurmProfile(Strict):
-    """SLURM through dask-jobqueue; one pool per group of task kinds."""
+    """SLURM through dask-jobqueue: one Dask scheduler in the driver, worker jobs in pools.
+
+    Every task kind (train, explore, label) belongs to exactly one pool, so DFT jobs stay off
+    training workers and vice versa; a pool grows and shrinks between min_jobs and max_jobs with
+    the tasks waiting for it.
+    """
 
     kind: Literal["slurm"] = Field(description="SLURM batch jobs running Dask workers.")
-    interface: Optional[str] = Field(None, description="Network interface the workers and scheduler use (e.g. ib0; 'lo' on one machine).")
-    python: Optional[str] = Field(None, description="Python executable on the compute nodes; default: this one.")
-    local_directory: Optional[str] = Field(None, description="Scratch directory for workers.")
-    log_directory: Optional[str] = Field(None, description="Where job stdout/stderr go; default: RUN_DIR/slurm-logs.")
-    connect_timeout: float = Field(300.0, gt=0, description="Seconds to wait for the first worker before giving up.")
-    scheduler_options: dict = Field(default_factory=dict, description="Extra options for the Dask scheduler (e.g. {port: 8786}).")
+    interface: Optional[str] = Field(None, description="Network interface the scheduler listens on and the "
+                                     "workers use (e.g. ib0, eth0; 'lo' when everything runs on one machine).")
+    python: Optional[str] = Field(None, description="Python executable on the compute nodes; default: the "
+                                  "driver's own (right when the prologue activates the same environment).")
+    local_directory: Optional[str] = Field(None, description="Node-local scratch directory of the workers "
+                                           "(e.g. $TMPDIR or /scratch/$USER).")
+    log_directory: Optional[str] = Field(None, description="Where the jobs' stdout/stderr go; default: "
+                                         "RUN_DIR/slurm-logs.")
+    connect_timeout: float = Field(300.0, gt=0, description="Seconds a running worker job may take to connect "
+                                   "to the scheduler before it counts as failed (time pending in the queue "
+                                   "does not count).")
+    death_timeout: float = Field(120.0, gt=0, description="Seconds a worker waits for a lost scheduler before "
+                                 "it exits (so that jobs end when the driver dies).")
+    max_task_attempts: int = Field(3, ge=1, description="A task running on this many workers that died is "
+                                   "marked failed (KilledWorker) instead of being retried forever.")
+    scheduler_options: dict[str, Any] = Field(default_factory=dict, description="Extra keyword arguments of "
+                                              "the Dask scheduler, e.g. {port: 8786, dashboard_address: ':8787'}.")
     pools: dict[str, SlurmPool] = Field(default_factory=lambda: {"default": SlurmPool()},
-                                        description="Named pools; each task kind must belong to exactly one pool.")
+                                        description="Named pools of worker jobs; each task kind in exactly one.")
+
+    @field_validator("pools")
+    @classmethod
+    def _pools(cls, pools):
+        if not pools:
+            raise ValueError("at least one pool is needed, e.g. pools: {default: {cores: 1}}")
+        for name in pools:
+            if not _POOL_NAME.match(name):
+                raise ValueError(f"pool name {name!r} must start with a letter and use only letters, "
+                                 "digits and '_' (it names jobs and Dask resources)")
+        owner: dict[str, str] = {}
+        for name, pool in pools.items():
+            for kind in pool.kinds:
+                if kind in owner:
+                    raise ValueError(f"task kind {kind!r} is in pools {owner[kind]!r} and {name!r}; "
+                                     "give each kind to one pool (set 'kinds' on every pool)")
+                owner[kind] = name
+        missing = [k for k in TASK_KINDS if k not in owner]
+        if missing:
+            raise ValueError(f"no pool runs task kind(s) {', '.join(missing)}; add them to a pool's 'kinds'")
+        return pools
+
+    def pool_for(self, kind: str) -> str:
+        """Name of the pool that runs task kind ``kind``."""
+        for name, pool in self.pools.items():
+            if kind in pool.kinds:
+                return name
+        raise KeyError(kind)
 
 
 class AddressProfile(Strict):

@@ -1,9 +1,11 @@
 """Dispatch: turn a cluster profile into a Dask client.
 
 A cluster plugin (registered under group ``cluster`` with the profile's ``kind``) is a subclass of
-:class:`Cluster`. The engine uses it as a context manager and asks it only four things: the
+:class:`Cluster`. The engine uses it as a context manager and asks it only five things: the
 client, the submit options for a task kind (``train``, ``explore``, ``label``), the execution
-settings of label tasks, and a one-line description.
+settings of label tasks, a one-line description, and (while it waits for tasks) ``check()``,
+which raises a DispatchError when the cluster cannot make progress (e.g. SLURM worker jobs that
+never connect).
 """
 
 from __future__ import annotations
@@ -42,6 +44,10 @@ class Cluster(ABC):
 
     def describe(self) -> str:
         return type(self).__name__
+
+    def check(self) -> None:
+        """Raise :class:`elt.errors.DispatchError` if tasks cannot run (workers never connect,
+        submissions refused). Cheap; the engine may call it every few seconds while it waits."""
 
     def __enter__(self):
         self.start()

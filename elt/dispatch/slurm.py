@@ -1,0 +1,262 @@
+"""SLURM through dask-jobqueue: one Dask scheduler in the driver, worker jobs in pools.
+
+Design (see docs/slurm.md):
+
+- the driver runs one Dask scheduler (a ``SpecCluster`` without a fixed worker spec) and one
+  ``distributed.Client``;
+- each pool of the profile is one kind of SLURM job (dask-jobqueue's ``SLURMJob``: partition,
+  account, walltime, cores, memory, prologue ...). Its workers offer the Dask resource
+  ``pool-<name>``; :meth:`SlurmDaskCluster.submit_options` asks for that resource, so a task
+  of kind K runs only on the pool that owns K (DFT jobs stay off training workers and vice
+  versa);
+- :class:`elt.dispatch.slurm_pools.PoolScaler` submits, replaces and cancels jobs per pool;
+- workers live ``--lifetime`` = walltime - margin (± margin/2, staggered) and then retire
+  cleanly: their tasks move to other workers, and new jobs take over.
+
+:func:`job_scripts` renders the job script of every pool without SLURM (``elt cluster script``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+from elt.dispatch.base import Cluster
+from elt.dispatch.slurm_pools import PoolScaler, pool_resource
+from elt.errors import DispatchError
+from elt.labeling.base import ExecSettings
+from elt.registry import register
+
+log = logging.getLogger(__name__)
+
+SLURM_COMMANDS = ("sbatch", "squeue", "scancel")
+PLACEHOLDER_ADDRESS = "tcp://SCHEDULER-ADDRESS:PORT"
+
+
+def _log_dir(profile, run_dir: Optional[Path]) -> str:
+    if profile.log_directory:
+        return profile.log_directory
+    return str(Path(run_dir) / "slurm-logs") if run_dir is not None else "slurm-logs"
+
+
+def slurm_memory(text: str) -> str:
+    """A size as SLURM's --mem wants it: '32GB' and '32GiB' → '32G' (SLURM's G is GiB; the Dask
+    worker's memory limit stays at 32e9 bytes, a little below, which leaves room)."""
+    m = re.match(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)", text.strip(), re.IGNORECASE)
+    number, unit = float(m.group(1)), (m.group(2) or "").upper()
+    if not unit:  # plain bytes
+        return f"{max(1, math.ceil(number / 2**20))}M"
+    if number != int(number):  # 1.5GB -> 1536M
+        lower = {"K": "K", "M": "K", "G": "M", "T": "G"}[unit]
+        return f"{math.ceil(number * 1024)}{lower}"
+    return f"{int(number)}{unit}"
+
+
+def job_options(profile, pool_name: str, log_dir: str) -> dict[str, Any]:
+    """Keyword arguments of dask-jobqueue's ``SLURMJob`` for one pool of ``profile``."""
+    pool = profile.pools[pool_name]
+    lifetime, stagger = pool.lifetime()
+    directives = [f"-o {log_dir}/elt-{pool_name}-%j.out", f"-e {log_dir}/elt-{pool_name}-%j.err"]
+    skip: list[str] = []
+    if pool.ntasks > 1:  # MPI ranks: SLURMJob's "-n 1" and "--cpus-per-task=cores" give way
+        skip = ["#SBATCH -n 1", "--cpus-per-task"]
+        directives += [f"--ntasks={pool.ntasks}", f"--cpus-per-task={pool.cores // pool.ntasks}"]
+    if pool.qos:
+        directives.append(f"--qos={pool.qos}")
+    directives += pool.extra_sbatch
+    # BLAS/OpenMP threads of the worker's tasks; MPI programs under a launcher get 1 per rank
+    omp = 1 if pool.launcher else pool.threads_per_task
+    prologue = [f"export OMP_NUM_THREADS={omp}", *pool.prologue]
+    return dict(
+        cores=pool.cores,
+        memory=pool.memory,
+        job_mem=slurm_memory(pool.memory),
+        job_directives_skip=skip,
+        processes=pool.processes,
+        queue=pool.partition,
+        account=pool.account,
+        walltime=pool.walltime,
+        job_name=f"elt-{pool_name}",
+        interface=profile.interface,
+        python=profile.python or sys.executable,
+        local_directory=profile.local_directory,
+        death_timeout=int(profile.death_timeout),
+        log_directory=None,  # -o/-e above: nothing is created on disk just to render a script
+        job_script_prologue=prologue,
+        job_extra_directives=directives,
+        worker_extra_args=["--resources", f"{pool_resource(pool_name)}={pool.slots_per_worker()}",
+                           "--lifetime", f"{lifetime}s", "--lifetime-stagger", f"{stagger}s"],
+    )
+
+
+def job_spec(profile, pool_name: str, log_dir: str) -> dict[str, Any]:
+    """A ``SpecCluster`` worker spec: one SLURM job of the pool (a group when processes > 1)."""
+    from dask_jobqueue.slurm import SLURMJob
+
+    spec: dict[str, Any] = {"cls": SLURMJob, "options": job_options(profile, pool_name, log_dir)}
+    processes = profile.pools[pool_name].processes
+    if processes > 1:
+        spec["group"] = [f"-{i}" for i in range(processes)]
+    return spec
+
+
+def job_scripts(profile, run_dir: Optional[Path] = None,
+                scheduler_address: str = PLACEHOLDER_ADDRESS) -> dict[str, str]:
+    """The job script each pool would submit, by pool name. Nothing is submitted or created."""
+    from dask_jobqueue.slurm import SLURMJob
+
+    if getattr(profile, "kind", None) != "slurm":
+        raise DispatchError(f"cluster profile of kind {getattr(profile, 'kind', '?')!r} submits no job scripts",
+                            hint="give a profile with 'kind: slurm' (e.g. cluster_profiles/slurm.yaml)")
+    log_dir = _log_dir(profile, run_dir)
+    return {name: SLURMJob(scheduler_address, name=f"elt-{name}-N", **job_options(profile, name, log_dir)).job_script()
+            for name in profile.pools}
+
+
+def require_slurm() -> None:
+    """DispatchError unless sbatch, squeue and scancel are on PATH."""
+    missing = [c for c in SLURM_COMMANDS if shutil.which(c) is None]
+    if missing:
+        raise DispatchError(
+            f"SLURM command(s) not found on PATH: {', '.join(missing)}; this machine cannot submit worker jobs",
+            hint="run the driver on a login node of the cluster or inside a SLURM job (`module load slurm` "
+                 "if your site needs it), or use a local profile; `elt cluster script PROFILE` prints the "
+                 "job script without SLURM")
+
+
+def check_submission(pool_name: str, script: str) -> None:
+    """Ask SLURM whether it would accept the pool's job (``sbatch --test-only``, nothing is queued)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".sh", prefix=f"elt-{pool_name}-") as f:
+        f.write(script)
+        f.flush()
+        try:
+            out = subprocess.run(["sbatch", "--test-only", f.name], capture_output=True, text=True, timeout=60)
+        except subprocess.TimeoutExpired:
+            raise DispatchError(f"sbatch --test-only for pool {pool_name!r} did not answer within 60 s",
+                                hint="check that slurmctld is up: `sinfo`, `scontrol ping`") from None
+    if out.returncode != 0:
+        message = (out.stderr.strip() or out.stdout.strip() or f"exit code {out.returncode}")
+        raise DispatchError(
+            f"SLURM refused the worker job of pool {pool_name!r}: {message}",
+            hint="check the pool's partition, account, qos, walltime, cores and memory against `sinfo` and "
+                 "`sacctmgr show assoc user=$USER`; `elt cluster script PROFILE` prints the job script")
+
+
+@register("cluster", "slurm")
+class SlurmDaskCluster(Cluster):
+    """A SLURM profile (:class:`elt.config.cluster.SlurmProfile`) as one Dask client."""
+
+    cluster = None
+    scaler: Optional[PoolScaler] = None
+
+    def start(self):
+        from distributed import Client
+        from distributed.deploy.spec import SpecCluster
+        from distributed.scheduler import Scheduler
+
+        p = self.profile
+        require_slurm()
+        log_dir = Path(_log_dir(p, self.run_dir))
+        log_dir.mkdir(parents=True, exist_ok=True)
+        for name, script in job_scripts(p, self.run_dir).items():
+            check_submission(name, script)
+        specs = {name: job_spec(p, name, str(log_dir)) for name in p.pools}
+
+        options = {"protocol": "tcp://", "dashboard": False, **p.scheduler_options}
+        if "dashboard_address" in p.scheduler_options:
+            options.setdefault("dashboard", True)
+        if p.interface and "host" not in options:
+            options.setdefault("interface", p.interface)
+        try:
+            self.cluster = SpecCluster(workers={}, scheduler={"cls": Scheduler, "options": options},
+                                       name="elt-slurm", silence_logs=False)
+        except Exception as e:
+            raise DispatchError(f"could not start the Dask scheduler with options {options}: {e}",
+                                hint="check `interface` (see `ip addr`) and scheduler_options (port in use?)") from e
+        try:
+            # a task on more than max_task_attempts dying workers is marked failed (KilledWorker)
+            self.cluster.scheduler.allowed_failures = p.max_task_attempts - 1
+            self.scaler = PoolScaler(self.cluster, p, specs, log_dir)
+            self.cluster.sync(self.scaler.start)
+            self.client = Client(self.cluster)
+            self._wait_for_min_jobs()
+        except BaseException:
+            self.close()
+            raise
+        log.info("%s", self.describe())
+        return self.client
+
+    def _wait_for_min_jobs(self) -> None:
+        """Wait until each pool with min_jobs > 0 has a connected worker. Raises the first start
+        failure; stops waiting (with a warning) when the jobs only wait in the queue."""
+        pools = [n for n, pool in self.profile.pools.items() if pool.min_jobs > 0]
+        t0 = time.monotonic()
+        while pools:
+            s = self.scaler
+            for name in list(pools):
+                if name in s.last_error:
+                    raise s.last_error[name]
+                if any(j.seen for j in list(s.jobs.values()) if j.pool == name):
+                    pools.remove(name)
+            waited = time.monotonic() - t0
+            if pools and waited > self.profile.connect_timeout:
+                running = [j for j in list(s.jobs.values()) if j.pool in pools and j.running_since is not None]
+                if not running:
+                    log.warning("worker jobs of pool(s) %s still wait in the SLURM queue after %.0f s; "
+                                "tasks will start when they run", ", ".join(pools), waited)
+                    return
+            time.sleep(0.2)
+
+    def check(self) -> None:
+        if self.scaler is not None and self.scaler.failure is not None:
+            raise self.scaler.failure
+
+    def close(self) -> None:
+        super().close()
+        if self.cluster is not None:
+            if self.scaler is not None:
+                try:
+                    self.cluster.sync(self.scaler.stop)
+                except Exception:
+                    pass
+            try:
+                self.cluster.close()  # cancels every job (scancel) and stops the scheduler
+            except Exception as e:
+                log.warning("closing the SLURM cluster: %s", e)
+            self.cluster = None
+
+    def pool_for(self, kind: str) -> str:
+        """The pool that runs tasks of ``kind``; kinds outside train/explore/label (e.g. evaluate)
+        run where explore runs."""
+        try:
+            return self.profile.pool_for(kind)
+        except KeyError:
+            return self.profile.pool_for("explore")
+
+    def submit_options(self, kind: str) -> dict[str, Any]:
+        return {"resources": {pool_resource(self.pool_for(kind)): 1}}
+
+    def exec_settings(self, kind: str = "label") -> ExecSettings:
+        pool = self.profile.pools[self.pool_for(kind)]
+        return ExecSettings(threads=pool.threads_per_task, launcher=pool.launcher)
+
+    @property
+    def scheduler_address(self) -> Optional[str]:
+        return self.cluster.scheduler.address if self.cluster is not None else None
+
+    def describe(self) -> str:
+        parts = []
+        for name, pool in self.profile.pools.items():
+            where = f" on {pool.partition}" if pool.partition else ""
+            parts.append(f"{name} ({'/'.join(pool.kinds)}: {pool.min_jobs}-{pool.max_jobs} jobs × "
+                         f"{pool.cores} cores, {pool.walltime}{where})")
+        addr = f", scheduler {self.scheduler_address}" if self.cluster is not None else ""
+        return "SLURM pools " + "; ".join(parts) + addr

@@ -1,0 +1,371 @@
+"""Adaptive scaling of SLURM worker jobs, pool by pool, around one Dask scheduler.
+
+dask-jobqueue's ``adapt()`` sizes one homogeneous cluster from the scheduler's total load. elt
+runs several pools (train, explore, label ...) against *one* scheduler, so this module sizes
+each pool from the tasks that need it: a task of kind K carries the Dask resource
+``pool-<P>`` of the pool P that runs K, and a pool's workers offer that resource.
+
+Every ``interval`` seconds, on the cluster's event loop, :class:`PoolScaler`
+
+- counts each pool's demand: tasks waiting for its resource (``no-worker``) plus the tasks
+  processing on its workers, and asks for ``ceil(demand / slots per job)`` jobs, within
+  ``[min_jobs, max_jobs]``;
+- submits jobs (``sbatch`` through dask-jobqueue's ``SLURMJob``) when the pool has too few;
+- replaces jobs that died (``scancel``, node failure, walltime or worker lifetime reached):
+  a job whose workers left and that ``squeue`` no longer lists is dropped, and the demand
+  brings a new one; Dask re-runs the tasks that ran there (a task on more than
+  ``max_task_attempts`` dying workers is marked failed by the scheduler);
+- counts jobs that exit, or run ``connect_timeout`` seconds, without their worker connecting
+  as failures; after ``MAX_START_FAILURES`` in a row the pool is *broken*: it stops submitting,
+  :attr:`failure` says why, and the tasks waiting for the pool fail with that message instead
+  of waiting forever;
+- retires idle jobs above the demand after ``idle_timeout`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import subprocess
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from elt.errors import DispatchError
+
+log = logging.getLogger(__name__)
+
+MAX_START_FAILURES = 3
+SQUEUE_INTERVAL = 2.0       # seconds between squeue calls while a job is new or lost its workers
+SQUEUE_SLOW_INTERVAL = 15.0  # ... while jobs only wait in the queue (none when all are connected)
+LOST_GRACE = 30.0           # a job listed by squeue whose workers are gone this long is replaced
+ACTIVE_STATES = {"PENDING", "CONFIGURING", "RUNNING", "SUSPENDED", "REQUEUED", "RESIZING", "COMPLETING"}
+
+
+def pool_resource(pool: str) -> str:
+    """Name of the Dask worker resource that pins tasks to pool ``pool``."""
+    return f"pool-{pool}"
+
+
+@dataclass
+class JobRecord:
+    """What the scaler knows about one submitted worker job (one SpecCluster worker spec)."""
+
+    name: str                    # spec name, also the Dask worker name (plus -i with processes > 1)
+    pool: str
+    worker_names: list[str]
+    submitted: float = field(default_factory=time.monotonic)
+    job_id: Optional[str] = None
+    seen: bool = False           # a worker of this job connected at least once
+    last_seen: float = 0.0
+    running_since: Optional[float] = None  # first time squeue said RUNNING
+    slurm_state: Optional[str] = None
+    idle_since: Optional[float] = None
+
+
+class PoolScaler:
+    """Keeps each pool's jobs in line with its tasks. Runs on ``cluster.loop``; see module doc."""
+
+    def __init__(self, cluster, profile, job_specs: dict[str, dict[str, Any]], log_dir: Path,
+                 interval: float = 1.0):
+        self.cluster = cluster                  # a distributed SpecCluster with our scheduler
+        self.profile = profile
+        self.job_specs = job_specs              # pool -> {"cls": SLURMJob, "options": ..., ["group"]}
+        self.log_dir = Path(log_dir)
+        self.interval = interval
+        self.jobs: dict[str, JobRecord] = {}
+        self.start_failures = {p: 0 for p in profile.pools}
+        self.broken: dict[str, DispatchError] = {}
+        self.last_error: dict[str, DispatchError] = {}   # latest start failure of each pool
+        self.failure: Optional[DispatchError] = None
+        self.events: deque[str] = deque(maxlen=500)  # notable events, newest last (logs and tests)
+        self._counter = 0
+        self._last_squeue = 0.0
+        self._squeue: dict[str, str] = {}
+        self._surplus_since: dict[str, Optional[float]] = {p: None for p in profile.pools}
+        self._task: Optional[asyncio.Task] = None
+        self._stopped = False
+        self.default_pool = profile.pool_for("explore")
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        await self.step()
+        self._task = asyncio.ensure_future(self._run())
+
+    async def stop(self) -> None:
+        self._stopped = True
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+            self._task = None
+
+    async def _run(self) -> None:
+        while not self._stopped:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.step()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # keep scaling even if one step hits a transient SLURM error
+                log.exception("SLURM pool scaling step failed")
+
+    # ------------------------------------------------------------------ one step
+    async def step(self) -> None:
+        sched = self.cluster.scheduler
+        now = time.monotonic()
+        by_name = {ws.name: ws for ws in sched.workers.values()}
+        self._observe(by_name, now)
+        await self._poll_squeue(now)
+        await self._drop_dead(by_name, now)
+        for pool in self.profile.pools:
+            await self._scale_pool(pool, sched, by_name, now)
+        self._fail_waiting_tasks(sched)
+
+    def _observe(self, by_name: dict, now: float) -> None:
+        for job in self.jobs.values():
+            if job.job_id is None:
+                w = self.cluster.workers.get(job.name)
+                job.job_id = getattr(w, "job_id", None)
+            workers = [by_name[n] for n in job.worker_names if n in by_name]
+            if workers:
+                if not job.seen:
+                    self._event(f"{job.name} (job {job.job_id}) connected after "
+                                f"{now - job.submitted:.1f} s")
+                job.seen, job.last_seen = True, now
+                self.start_failures[job.pool] = 0
+                busy = any(ws.processing for ws in workers)
+                job.idle_since = None if busy else (job.idle_since or now)
+
+    def _squeue_interval(self, now: float) -> Optional[float]:
+        """How often squeue must be asked now: often while a job lost its workers or was just
+        submitted, rarely while jobs only wait in the queue, never while all are connected."""
+        interval = None
+        for job in self.jobs.values():
+            if job.seen and job.last_seen == now:
+                continue
+            if job.seen or now - job.submitted < 60:
+                return SQUEUE_INTERVAL
+            interval = SQUEUE_SLOW_INTERVAL
+        return interval
+
+    async def _poll_squeue(self, now: float) -> None:
+        interval = self._squeue_interval(now)
+        if interval is None or now - self._last_squeue < interval:
+            return
+        self._last_squeue = now
+        try:
+            out = await asyncio.to_thread(
+                subprocess.run, ["squeue", "--me", "-h", "-o", "%i %T"],
+                capture_output=True, text=True, timeout=30)
+        except Exception as e:  # squeue hung or vanished: try again next step
+            log.warning("squeue failed: %s", e)
+            return
+        if out.returncode != 0:
+            log.warning("squeue failed: %s", out.stderr.strip())
+            return
+        self._squeue = dict(line.split(None, 1) for line in out.stdout.splitlines() if line.strip())
+        for job in self.jobs.values():
+            if job.job_id is None:
+                continue
+            state = self._squeue.get(job.job_id)
+            job.slurm_state = state
+            if state == "RUNNING" and job.running_since is None:
+                job.running_since = now
+
+    async def _drop_dead(self, by_name: dict, now: float) -> None:
+        dead: list[JobRecord] = []
+        for job in list(self.jobs.values()):
+            if job.job_id is None or (job.seen and job.last_seen == now):
+                continue
+            listed = job.slurm_state in ACTIVE_STATES and job.job_id in self._squeue
+            checked = self._last_squeue > job.submitted
+            if job.seen:
+                if (checked and not listed) or now - job.last_seen > LOST_GRACE:
+                    self._event(f"{job.name} (job {job.job_id}) lost its workers "
+                                f"(SLURM state: {job.slurm_state or 'gone'}); replacing it if needed")
+                    dead.append(job)
+            elif checked and not listed:
+                self._start_failed(job, f"job {job.job_id} ended before its Dask worker connected")
+                dead.append(job)
+            elif job.running_since is not None and now - job.running_since > self.profile.connect_timeout:
+                self._start_failed(job, f"job {job.job_id} ran {self.profile.connect_timeout:.0f} s "
+                                        "without its Dask worker connecting")
+                dead.append(job)
+        if dead:
+            for job in dead:
+                self.jobs.pop(job.name, None)
+                self.cluster.worker_spec.pop(job.name, None)
+            await self._correct_state()
+
+    async def _scale_pool(self, pool: str, sched, by_name: dict, now: float) -> None:
+        cfg = self.profile.pools[pool]
+        demand = self._demand(pool, sched)
+        per_job = cfg.slots_per_worker() * cfg.processes
+        want = min(cfg.max_jobs, max(cfg.min_jobs, math.ceil(demand / per_job)))
+        jobs = [j for j in self.jobs.values() if j.pool == pool]
+        if pool in self.broken:
+            return
+        if want > len(jobs):
+            self._surplus_since[pool] = None
+            await self._submit(pool, want - len(jobs))
+        elif want < len(jobs):
+            since = self._surplus_since[pool] or now
+            self._surplus_since[pool] = since
+            if now - since >= cfg.idle_timeout:
+                await self._retire(pool, jobs, len(jobs) - want, by_name, now)
+        else:
+            self._surplus_since[pool] = None
+
+    def _demand(self, pool: str, sched) -> int:
+        """Tasks that need this pool now: waiting for its resource, or processing on its workers."""
+        res = pool_resource(pool)
+        n = 0
+        for ts in sched.unrunnable:
+            rr = ts.resource_restrictions
+            if (rr and res in rr) or (not rr and pool == self.default_pool):
+                n += 1
+        if pool == self.default_pool:
+            n += len(sched.queued)
+        for ws in sched.workers.values():
+            if res in ws.resources:
+                n += len(ws.processing)
+        return n
+
+    # ------------------------------------------------------------------ actions
+    async def _submit(self, pool: str, count: int) -> None:
+        spec = self.job_specs[pool]
+        new = []
+        for _ in range(count):
+            self._counter += 1
+            name = f"elt-{pool}-{self._counter}"
+            group = spec.get("group")
+            workers = [f"{name}{g}" for g in group] if group else [name]
+            self.jobs[name] = JobRecord(name, pool, workers)
+            self.cluster.worker_spec[name] = spec
+            new.append(name)
+        try:
+            await self._correct_state()
+        except Exception as e:
+            message = _slurm_message(e)
+            for name in new:
+                w = self.cluster.workers.get(name)
+                if w is not None and getattr(w, "job_id", None):
+                    continue  # this one was submitted
+                self.jobs.pop(name, None)
+                self.cluster.worker_spec.pop(name, None)
+                self.cluster.workers.pop(name, None)
+            self._start_failed_pool(pool, f"sbatch refused a job of pool {pool!r}: {message}",
+                                    hint="check partition, account, qos, walltime and memory of the pool "
+                                         "(`elt cluster script PROFILE` prints the job script)")
+            return
+        for name in new:
+            job = self.jobs.get(name)
+            if job is not None:
+                job.job_id = getattr(self.cluster.workers.get(name), "job_id", None)
+                job.submitted = time.monotonic()
+                self._event(f"{name}: submitted job {job.job_id}")
+
+    async def _retire(self, pool: str, jobs: list[JobRecord], count: int, by_name: dict, now: float) -> None:
+        idle_timeout = self.profile.pools[pool].idle_timeout
+        pending = [j for j in jobs if not j.seen]
+        idle = [j for j in jobs if j.seen and j.idle_since is not None and now - j.idle_since >= idle_timeout]
+        chosen = (pending + sorted(idle, key=lambda j: j.idle_since or now))[:count]
+        if not chosen:
+            return
+        addresses = [by_name[n].address for j in chosen for n in j.worker_names if n in by_name]
+        if addresses:
+            try:
+                await self.cluster.scheduler.retire_workers(
+                    workers=addresses, close_workers=True, stimulus_id=f"elt-scale-down-{time.time()}")
+            except Exception as e:  # the job is cancelled anyway
+                log.warning("retiring workers %s failed: %s", addresses, e)
+        for j in chosen:
+            self._event(f"{j.name} (job {j.job_id}): idle above demand, cancelled")
+            self.jobs.pop(j.name, None)
+            self.cluster.worker_spec.pop(j.name, None)
+        await self._correct_state()
+
+    async def _correct_state(self) -> None:
+        await self.cluster._correct_state()
+
+    # ------------------------------------------------------------------ failures
+    def _start_failed(self, job: JobRecord, what: str) -> None:
+        where = self.cluster.scheduler.address
+        log_file = self.log_dir / f"elt-{job.pool}-{job.job_id}.err"
+        iface = self.profile.interface or "default (Dask's choice)"
+        hint = (f"the workers connect to the scheduler at {where} (interface {iface}); check that the "
+                f"compute nodes reach this host on that port (firewall; `interface` must name a network "
+                f"both share, see `ip addr`), that the pool's prologue activates an environment where "
+                f"`{self.profile.python or 'python'} -c 'import elt, distributed'` works, and the job's "
+                f"log {log_file}")
+        tail = _tail(log_file)
+        if tail:
+            what += f"; end of its log:\n{tail}"
+        self._start_failed_pool(job.pool, f"pool {job.pool!r}: {what}", hint=hint)
+
+    def _start_failed_pool(self, pool: str, message: str, hint: Optional[str] = None) -> None:
+        self.start_failures[pool] += 1
+        self._event(message)
+        log.error("%s", message)
+        err = DispatchError(message, hint=hint)
+        self.last_error[pool] = err
+        if self.start_failures[pool] >= MAX_START_FAILURES or "sbatch refused" in message:
+            self.broken[pool] = err
+            if self.failure is None:
+                self.failure = err
+
+    def _fail_waiting_tasks(self, sched) -> None:
+        """Tasks waiting for a broken pool fail with its message (instead of waiting forever)."""
+        if not self.broken:
+            return
+        from distributed.protocol import pickle
+
+        for pool, err in self.broken.items():
+            res = pool_resource(pool)
+            keys = [ts.key for ts in list(sched.unrunnable)
+                    if (ts.resource_restrictions and res in ts.resource_restrictions)
+                    or (not ts.resource_restrictions and pool == self.default_pool)]
+            if not keys:
+                continue
+            exc = pickle.dumps(DispatchError(str(err)))
+            stimulus = f"elt-pool-broken-{time.time()}"
+            for key in keys:
+                recs = sched.transition(key, "erred", stimulus_id=stimulus, exception=exc, cause=key)
+                sched.transitions(recs, stimulus)
+            self._event(f"{len(keys)} task(s) waiting for broken pool {pool!r} marked failed")
+
+    def _event(self, text: str) -> None:
+        log.info("%s", text)
+        self.events.append(text)
+
+    # ------------------------------------------------------------------ inspection
+    def summary(self) -> dict[str, dict[str, int]]:
+        out = {}
+        for pool in self.profile.pools:
+            jobs = [j for j in self.jobs.values() if j.pool == pool]
+            out[pool] = {"jobs": len(jobs), "connected": sum(j.seen for j in jobs)}
+        return out
+
+
+def _slurm_message(e: BaseException) -> str:
+    """SLURM's own words from dask-jobqueue's 'Command exited with non-zero exit code' error."""
+    text = str(e)
+    if "stderr:" in text:
+        err = text.split("stderr:", 1)[1].strip()
+        if err:
+            return err
+    return text.strip()
+
+
+def _tail(path: Path, lines: int = 8) -> str:
+    try:
+        content = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return "\n".join("    " + line for line in content[-lines:])
