@@ -19,6 +19,13 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 
 _state = {"traceback": False}
 
+STATUS_TEXT = {
+    "converged": "converged",
+    "max_iterations": "stopped at converge.max_iterations (not converged)",
+    "stage_budget": "stopped: the last stage used its max_iterations (not converged)",
+    "stuck": "stopped: stuck (no candidates to label while not accurate; see the last iteration)",
+}
+
 
 @app.callback()
 def _root(traceback: bool = typer.Option(False, "--traceback", help="Show Python tracebacks of errors."),
@@ -42,7 +49,7 @@ def _setup_logging(level: int) -> None:
 def _console():
     from rich.console import Console
 
-    return Console(stderr=False, highlight=False)
+    return Console(stderr=False, highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -105,8 +112,8 @@ def run(workflow: Path = typer.Argument(..., help="workflow.yaml"),
     if json_out:
         print(json.dumps(summary.as_dict(), indent=1))
         return
-    con.print(f"[bold]{summary.status}[/bold] after {summary.iterations} iteration(s); "
-              f"{summary.dataset_size} labeled frames; run directory {summary.run_dir}")
+    con.print(f"[bold]{STATUS_TEXT.get(summary.status, summary.status)}[/bold] after {summary.iterations} "
+              f"iteration(s); {summary.dataset_size} labeled frames; run directory {summary.run_dir}")
     m = summary.final_metrics.get("valid") or summary.final_metrics.get("train") or {}
     if m:
         con.print(f"final ensemble: force RMSE {m.get('rmse_f', float('nan')):.4f} eV/Å, "
@@ -115,7 +122,7 @@ def run(workflow: Path = typer.Argument(..., help="workflow.yaml"),
         t = summary.test
         con.print(f"test on {t['frames']} fresh MD frames at {t['temperature']:g} K: "
                   f"force RMSE {t['rmse_f']:.4f} eV/Å, energy RMSE {1000 * t['rmse_e']:.2f} meV/atom")
-    con.print(f"members: {Path(summary.final_members[0]).parent.parent if summary.final_members else '-'}")
+    con.print(f"final ensemble: {Path(summary.run_dir) / 'model'}  (load with elt.load_potential(PATH))")
 
 
 @app.command()

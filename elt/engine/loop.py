@@ -19,7 +19,7 @@ import numpy as np
 
 from elt import registry
 from elt.config.cluster import load_profile
-from elt.data.frames import (FRAME_ID, ITERATION, SOURCE, chemical_elements, frame_hash, labels_of,
+from elt.data.frames import (FRAME_ID, atomic_write_bytes, ITERATION, SOURCE, chemical_elements, frame_hash, labels_of,
                              read_frames, write_frames)
 from elt.data.io import read_initial_data
 from elt.data.structures import perturbed_copies, start_structures
@@ -286,12 +286,22 @@ class Campaign:
             pos = advance(wf, pos, rec)
         # the final ensemble, trained on everything
         final, metrics = self._train(runner, pos.iteration, files, members, "final training")
+        final = self._publish_model(final)
         state.set_meta("final", json.dumps({"members": final, "metrics": metrics, "status": pos.done}))
         test = self._evaluate(runner, pos.iteration, final) if wf.evaluate.frames else None
         if test is not None:
             state.set_meta("test", json.dumps(test))
         n = sum(len(read_frames(Path(f))) for f in files)
         return RunSummary(str(self.run_dir), pos.done, pos.iteration, n, final, metrics, test, runner.dispatched)
+
+    def _publish_model(self, members: list[str]) -> list[str]:
+        """Copy the final members to RUN_DIR/model/member_I.pt (what elt.load_potential takes)."""
+        out = []
+        for i, m in enumerate(members):
+            dst = self.run_dir / "model" / f"member_{i}.pt"
+            atomic_write_bytes(dst, Path(m).read_bytes())
+            out.append(str(dst))
+        return out
 
     def _iteration(self, runner: TaskRunner, pos: Position, files: list[str], members_prev) -> dict:
         wf = self.wf

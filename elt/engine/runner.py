@@ -98,6 +98,7 @@ class TaskRunner:
         try:
             for s in todo:
                 fut = client.submit(run_in_dir, s.fn, str(s.task_dir), *s.args, key=f"{s.kind}-{s.id}",
+                                    journal_file=str(self.state.run_dir / "journal.log"), tag=f"{s.kind}:{s.id}",
                                     pure=False, **self.cluster.submit_options(s.kind))
                 futures[fut] = s
                 self.dispatched += 1

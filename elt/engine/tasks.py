@@ -25,7 +25,22 @@ from elt.data.frames import (FRAME_ID, ITERATION, MAX_DEVI_F, SOURCE, STEP, atom
 RESULT = "result.json"
 
 
-def run_in_dir(fn: Callable[..., dict], task_dir: str, *args, **kwargs) -> dict:
+def journal(path: Optional[str], event: str, tag: str) -> None:
+    """Append one line to the run's execution journal (``RUN_DIR/journal.log``): what ran, where, when.
+    An audit trail for users, and how the tests prove that nothing was computed twice."""
+    if not path:
+        return
+    line = json.dumps({"t": time.time(), "event": event, "task": tag, "host": socket.gethostname(),
+                       "pid": os.getpid(), "slurm_job_id": os.environ.get("SLURM_JOB_ID")}) + "\n"
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+
+
+def run_in_dir(fn: Callable[..., dict], task_dir: str, *args, journal_file: Optional[str] = None,
+               tag: str = "", **kwargs) -> dict:
     """Run ``fn(task_dir, ...)`` unless ``task_dir/result.json`` exists; store its JSON result."""
     d = Path(task_dir)
     res_file = d / RESULT
@@ -37,6 +52,7 @@ def run_in_dir(fn: Callable[..., dict], task_dir: str, *args, **kwargs) -> dict:
         except (OSError, ValueError):
             pass  # torn or unreadable: run again
     d.mkdir(parents=True, exist_ok=True)
+    journal(journal_file, "start", tag)
     t0 = time.perf_counter()
     result = fn(d, *args, **kwargs)
     result["seconds"] = time.perf_counter() - t0
@@ -46,6 +62,7 @@ def run_in_dir(fn: Callable[..., dict], task_dir: str, *args, **kwargs) -> dict:
         result["slurm_job_id"] = os.environ["SLURM_JOB_ID"]
     if result.get("cache", True):
         atomic_write_text(res_file, json.dumps(result))
+    journal(journal_file, "end" if result.get("status") != "failed" else "failed", tag)
     return result
 
 

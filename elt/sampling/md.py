@@ -54,7 +54,7 @@ def make_dynamics(atoms: Atoms, ensemble: str, timestep_fs: float, temperature: 
     dt = timestep_fs * units.fs
     if ensemble == "nvt":
         return Langevin(atoms, dt, temperature_K=temperature, friction=friction / units.fs,
-                        rng=np.random.RandomState(rng.integers(2**31)), fixcm=True)
+                        rng=np.random.RandomState(rng.integers(2**31)), fixcm=False)
     if ensemble == "nve":
         return VelocityVerlet(atoms, dt)
     if ensemble == "npt":

@@ -1,0 +1,156 @@
+"""The loop end to end with EMT labels on real local Dask worker processes, and crash-safe resume."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from elt.cli.main import main
+from elt.config import load_workflow
+from elt.data.frames import FRAME_ID, labels_of, read_frames
+from elt.engine.state import open_readonly
+
+TINY = {
+    "name": "tiny",
+    "seed": 11,
+    "system": {"structures": [{"kind": "bulk", "element": "Cu", "a": 3.61, "supercell": [2, 2, 2]}],
+               "n_initial": 4},
+    "train": {"ensemble_size": 2, "epochs": 12, "warm_epochs": 4, "batch_size": 2,
+              "model": {"rcut": 4.0, "embedding": [8, 16], "axis_neuron": 4, "fitting": [16, 16]}},
+    "explore": {"stages": [{"temperatures": [300, 700], "steps": 40, "record_every": 10, "max_iterations": 2}]},
+    "select": {"trust_lo": 0.03, "trust_hi": 0.6, "max_candidates": 3},
+    "converge": {"max_iterations": 2},
+    "cluster": {"kind": "local", "n_workers": 2},
+}
+
+
+def write_wf(tmp_path: Path, data=TINY, name="wf.yaml") -> Path:
+    p = tmp_path / name
+    p.write_text(yaml.safe_dump(data))
+    return p
+
+
+def dataset(run_dir: Path):
+    out = []
+    for f in sorted((run_dir / "data").glob("*.extxyz")):
+        for a in read_frames(f):
+            e, frc, _ = labels_of(a)
+            out.append((f.name, a.info[FRAME_ID], round(e, 8), np.round(frc, 6).tobytes()))
+    return out
+
+
+def journal_ends(run_dir: Path) -> Counter:
+    c = Counter()
+    p = run_dir / "journal.log"
+    if p.exists():
+        for line in p.read_text().splitlines():
+            ev = json.loads(line)
+            if ev["event"] == "end":
+                c[ev["task"]] += 1
+    return c
+
+
+def test_loop_end_to_end_and_resume_reuses_everything(tmp_path, capsys):
+    wf = write_wf(tmp_path)
+    assert main(["run", str(wf), "--json"]) == 0
+
+    run_dir = tmp_path / "tiny"
+    with open_readonly(run_dir) as st:
+        recs = st.iterations()
+        final = json.loads(st.get_meta("final"))
+    assert [r["iteration"] for r in recs] == [0, 1]
+    assert final["status"] in ("max_iterations", "stage_budget", "converged")
+    # the records agree with what is stored on disk
+    for r in recs:
+        assert r["frames"] == r["accurate"] + r["candidate"] + r["failed"] > 0
+        assert r["labels_ok"] == len(read_frames(Path(r["data_file"])))
+        assert r["selected"] <= 3
+        n_devi = 0
+        for d in (run_dir / f"iter_{r['iteration']:03d}" / "explore").iterdir():
+            table = np.loadtxt(d / "model_devi.out", ndmin=2)
+            assert table.shape[1] == 8
+            assert np.all(table[:, 4] >= table[:, 6]) and np.all(table[:, 6] >= table[:, 5])  # max ≥ avg ≥ min
+            n_devi += len(table)
+        assert n_devi == r["frames"]
+    size = len(dataset(run_dir))
+    assert size == 4 + sum(r["labels_ok"] for r in recs)
+    assert sorted(p.name for p in (run_dir / "model").iterdir()) == ["member_0.pt", "member_1.pt"]
+    ends = journal_ends(run_dir)
+    assert all(n == 1 for n in ends.values())
+    # a second run finds everything done and dispatches nothing
+    before = sum(ends.values())
+    assert main(["run", str(wf)]) == 0
+    out = capsys.readouterr().out
+    assert "resuming after iteration 1" in out
+    assert sum(journal_ends(run_dir).values()) == before
+    # status works from stored state
+    assert main(["status", str(run_dir)]) == 0
+    assert "iterations finished: 2" in capsys.readouterr().out
+
+
+def test_changed_labeling_is_refused_and_allowed_changes_continue(tmp_path, capsys):
+    data = {**TINY, "converge": {"max_iterations": 1}}
+    wf = write_wf(tmp_path, data)
+    assert main(["run", str(wf)]) == 0
+    run_dir = tmp_path / "tiny"
+    refused = {**data, "select": {**TINY["select"], "trust_hi": 0.5}}
+    assert main(["run", str(write_wf(tmp_path, refused))]) == 6
+    err = capsys.readouterr().err
+    assert "select differ" in err and "--from-iteration" in err
+    # raising max_iterations continues the same run
+    more = {**data, "converge": {"max_iterations": 2}}
+    assert main(["run", str(write_wf(tmp_path, more))]) == 0
+    with open_readonly(run_dir) as st:
+        assert len(st.iterations()) == 2
+    # branching keeps the first iteration's data and accepts the new trust level
+    branched = tmp_path / "branch"
+    assert main(["run", str(write_wf(tmp_path, {**refused, "converge": {"max_iterations": 2}})),
+                 "--workdir", str(branched), "--from-run", str(run_dir), "--from-iteration", "1"]) == 0
+    with open_readonly(branched) as st:
+        recs = st.iterations()
+    assert len(recs) == 2 and recs[1]["trust_hi"] == 0.5
+    assert dataset(branched)[:4 + recs[0]["labels_ok"]] == dataset(run_dir)[:4 + recs[0]["labels_ok"]]
+
+
+def _driver(wf: Path, log):
+    return subprocess.Popen([sys.executable, "-c", "from elt.cli.main import entry; entry()", "run", str(wf)],
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def test_sigkill_anywhere_then_rerun_gives_the_same_data_and_labels_nothing_twice(tmp_path):
+    ref_dir = tmp_path / "ref"
+    ref_dir.mkdir()
+    assert main(["run", str(write_wf(ref_dir))]) == 0
+    reference = dataset(ref_dir / "tiny")
+
+    work = tmp_path / "killed"
+    work.mkdir()
+    wf = write_wf(work)
+    rng = random.Random(5)
+    log = open(work / "driver.log", "w")
+    kills = 0
+    for delay in [rng.uniform(4, 30) for _ in range(4)]:
+        p = _driver(wf, log)
+        time.sleep(delay)
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)  # the driver and its workers, like a crashed node
+            kills += 1
+        p.wait()
+    p = _driver(wf, log)
+    assert p.wait(timeout=600) == 0, (work / "driver.log").read_text()[-3000:]
+    assert kills >= 2
+    assert dataset(work / "tiny") == reference
+    ends = journal_ends(work / "tiny")
+    labels = {t: n for t, n in ends.items() if t.startswith("label:")}
+    assert labels and max(labels.values()) == 1, labels  # no frame labeled twice
+    assert max(ends.values()) == 1  # no finished task ran again
