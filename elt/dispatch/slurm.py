@@ -31,7 +31,7 @@ from typing import Any, Optional
 
 from elt.dispatch.base import Cluster
 from elt.dispatch.slurm_pools import PoolScaler, pool_resource
-from elt.errors import DispatchError
+from elt.errors import ConfigError, DispatchError
 from elt.labeling.base import ExecSettings
 from elt.registry import register
 
@@ -114,8 +114,8 @@ def job_scripts(profile, run_dir: Optional[Path] = None,
     from dask_jobqueue.slurm import SLURMJob
 
     if getattr(profile, "kind", None) != "slurm":
-        raise DispatchError(f"cluster profile of kind {getattr(profile, 'kind', '?')!r} submits no job scripts",
-                            hint="give a profile with 'kind: slurm' (e.g. cluster_profiles/slurm.yaml)")
+        raise ConfigError(f"cluster profile of kind {getattr(profile, 'kind', '?')!r} submits no job scripts",
+                          hint="give a profile with 'kind: slurm' (e.g. cluster_profiles/slurm.yaml)")
     log_dir = _log_dir(profile, run_dir)
     return {name: SLURMJob(scheduler_address, name=f"elt-{name}-N", **job_options(profile, name, log_dir)).job_script()
             for name in profile.pools}
@@ -170,9 +170,9 @@ class SlurmDaskCluster(Cluster):
             check_submission(name, script)
         specs = {name: job_spec(p, name, str(log_dir)) for name in p.pools}
 
-        options = {"protocol": "tcp://", "dashboard": False, **p.scheduler_options}
-        if "dashboard_address" in p.scheduler_options:
-            options.setdefault("dashboard", True)
+        # Dask's HTTP endpoints listen on a free port; the dashboard only when an address is given
+        options = {"protocol": "tcp://", "dashboard": "dashboard_address" in p.scheduler_options,
+                   "dashboard_address": ":0", **p.scheduler_options}
         if p.interface and "host" not in options:
             options.setdefault("interface", p.interface)
         try:

@@ -1,0 +1,195 @@
+"""SlurmDaskCluster against the real single-node SLURM of .ci/slurm/start.sh: real sbatch, real
+worker jobs connecting over the loopback interface, real scancel."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cloudpickle
+import pytest
+from distributed import KilledWorker
+
+from elt.config.cluster import load_profile, parse_profile
+from elt.dispatch.base import open_cluster
+from elt.errors import DispatchError
+
+pytestmark = pytest.mark.slurm
+
+# Workers cannot import this test module: its task functions travel by value (cloudpickle).
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+def by_value(fn):
+    """Dask pickles a module-level function by reference unless stdlib pickle fails on it; a
+    closure makes it fail, so cloudpickle ships the function (registered above) itself."""
+    def task(*args, **kwargs):
+        return fn(*args, **kwargs)
+    task.__name__ = fn.__name__
+    return task
+
+
+@by_value
+def where_am_i(pause: float = 0.5):
+    import os
+    import time
+
+    time.sleep(pause)
+    return os.environ.get("SLURM_JOB_ID"), os.environ.get("SLURM_JOB_NAME")
+
+
+@by_value
+def slow_the_first_time(marker: str):
+    """Sleeps long on its first attempt (the test kills that job), returns at once afterwards."""
+    import os
+    import pathlib
+    import time
+
+    m = pathlib.Path(marker)
+    first = not m.exists()
+    with m.open("a") as f:
+        f.write(os.environ["SLURM_JOB_ID"] + "\n")
+    if first:
+        time.sleep(300)
+    return os.environ["SLURM_JOB_ID"]
+
+
+@by_value
+def kill_my_worker(counter: str):
+    import os
+
+    with open(counter, "a") as f:
+        f.write(os.environ["SLURM_JOB_ID"] + "\n")
+    os._exit(1)
+
+
+def localhost_profile(log_dir: Path, **changes):
+    """The shipped slurm-localhost profile with its logs in ``log_dir`` and a few changes."""
+    data = load_profile("slurm-localhost").model_dump()
+    pools = changes.pop("pools", None)
+    data.update(log_directory=str(log_dir), **changes)
+    if pools is not None:
+        data["pools"] = pools
+    return parse_profile(data)
+
+
+def squeue_ids() -> set[str]:
+    out = subprocess.run(["squeue", "--me", "-h", "-o", "%i"], capture_output=True, text=True, timeout=30)
+    return set(out.stdout.split())
+
+
+@pytest.fixture(scope="module")
+def cluster(slurm, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("slurm")
+    data = load_profile("slurm-localhost").model_dump()
+    data["pools"]["dft"]["max_jobs"] = 1          # a killed label job must be *replaced*
+    prof = localhost_profile(tmp / "logs", max_task_attempts=2, pools=data["pools"])
+    with open_cluster(prof, tmp / "run") as c:
+        yield c
+    # closing cancels every worker job
+    left = {j.job_id for j in c.scaler.jobs.values()} & squeue_ids()
+    assert not left, f"jobs left in the queue after close: {left}"
+
+
+def test_tasks_run_in_slurm_jobs_of_their_pool(cluster):
+    client = cluster.client
+    kinds = ["label", "train", "explore", "label"]
+    futures = [client.submit(where_am_i, pure=False, **cluster.submit_options(k)) for k in kinds]
+    results = client.gather(futures)
+    submitted = {j.job_id: j.pool for j in cluster.scaler.jobs.values()}
+    for kind, (job_id, job_name) in zip(kinds, results):
+        assert job_id and job_id.isdigit(), (kind, job_id)
+        pool = "dft" if kind == "label" else "work"
+        assert job_name == f"elt-{pool}", (kind, job_name)
+        assert submitted.get(job_id) == pool           # a job this cluster submitted for that pool
+    label_jobs = {r[0] for k, r in zip(kinds, results) if k == "label"}
+    other_jobs = {r[0] for k, r in zip(kinds, results) if k != "label"}
+    assert not label_jobs & other_jobs                 # DFT never shares a job with train/explore
+    assert (cluster.cluster.scheduler.address).startswith("tcp://127.0.0.1:")
+
+
+def test_scancelled_job_is_replaced_and_its_task_completes(cluster, tmp_path):
+    marker = tmp_path / "attempts"
+    fut = cluster.client.submit(slow_the_first_time, str(marker), pure=False, **cluster.submit_options("label"))
+    t0 = time.monotonic()
+    while not marker.exists():
+        assert time.monotonic() - t0 < 90, "the task never started"
+        time.sleep(0.2)
+    killed = marker.read_text().split()[0]
+    subprocess.run(["scancel", killed], check=True, timeout=30)
+    job_id = fut.result(timeout=120)
+    assert job_id != killed
+    assert marker.read_text().split() == [killed, job_id]
+    events = list(cluster.scaler.events)
+    assert any(f"job {killed}) lost its workers" in e for e in events), events
+    assert any(f"submitted job {job_id}" in e for e in events), events   # a new job, not a spare one
+
+
+def test_task_that_kills_its_workers_fails_after_max_task_attempts(cluster, tmp_path):
+    counter = tmp_path / "deaths"
+    fut = cluster.client.submit(kill_my_worker, str(counter), pure=False, **cluster.submit_options("explore"))
+    with pytest.raises(KilledWorker):
+        fut.result(timeout=120)
+    assert len(counter.read_text().split()) == 2       # max_task_attempts: 2, then marked failed
+    # the pool still works afterwards
+    ok = cluster.client.submit(where_am_i, 0.0, pure=False, **cluster.submit_options("explore"))
+    assert ok.result(timeout=120)[1] == "elt-work"
+
+
+def test_bad_partition_shows_slurms_message(slurm, tmp_path):
+    data = load_profile("slurm-localhost").model_dump()
+    data["pools"]["dft"]["partition"] = "no_such_partition"
+    prof = localhost_profile(tmp_path / "logs", pools=data["pools"])
+    with pytest.raises(DispatchError) as e:
+        with open_cluster(prof, tmp_path):
+            pass
+    text = str(e.value)
+    assert "pool 'dft'" in text and "invalid partition" in text.lower(), text
+    assert "partition" in e.value.hint
+
+
+def one_pool(**pool):
+    return {"a": {"kinds": ["train", "explore", "label"], "partition": "debug", "walltime": "00:10:00",
+                  "memory": "1GB", **pool}}
+
+
+def test_job_that_exits_before_connecting_fails_start_with_its_log(slurm, tmp_path):
+    prof = localhost_profile(tmp_path / "logs", pools=one_pool(
+        min_jobs=1, prologue=["echo elt-test-broken-environment >&2", "exit 3"]))
+    t0 = time.monotonic()
+    with pytest.raises(DispatchError) as e:
+        with open_cluster(prof, tmp_path):
+            pass
+    text = str(e.value)
+    assert "ended before its Dask worker connected" in text and "elt-test-broken-environment" in text, text
+    assert "interface lo" in text and "tcp://127.0.0.1:" in text
+    assert time.monotonic() - t0 < 60
+
+
+def test_worker_that_never_connects_times_out_with_a_hint(slurm, tmp_path):
+    prof = localhost_profile(tmp_path / "logs", connect_timeout=4, pools=one_pool(min_jobs=1, prologue=["sleep 300"]))
+    with pytest.raises(DispatchError) as e:
+        with open_cluster(prof, tmp_path):
+            pass
+    text = str(e.value)
+    assert "without its Dask worker connecting" in text, text
+    m = [w for w in text.split() if w.startswith("tcp://127.0.0.1:")]
+    assert m, text                                      # which address/port the workers were given
+    assert "interface lo" in text and "firewall" in text
+    time.sleep(1)
+    assert not any(w for w in squeue_ids() if w in text)  # the sleeping job was cancelled
+
+
+def test_tasks_fail_instead_of_waiting_forever_when_a_pool_cannot_start(slurm, tmp_path):
+    prof = localhost_profile(tmp_path / "logs", pools=one_pool(prologue=["echo no-python-here >&2", "exit 3"]))
+    with open_cluster(prof, tmp_path) as c:             # min_jobs 0: nothing submitted yet
+        fut = c.client.submit(where_am_i, pure=False, **c.submit_options("label"))
+        with pytest.raises(DispatchError) as e:
+            fut.result(timeout=120)
+        assert "no-python-here" in str(e.value)
+        with pytest.raises(DispatchError):
+            c.check()
+        assert c.scaler.start_failures["a"] == 3       # tried three jobs, then gave up

@@ -1,0 +1,63 @@
+"""The EMT workflow end to end on the local SLURM (slurm-localhost profile): every task runs in a
+SLURM worker job of the pool that owns its kind, and says which job it ran under."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+import yaml
+
+from elt.cli.main import main
+from elt.config.cluster import PROFILE_DIR
+from elt.engine.state import open_readonly
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+WORKFLOW = {
+    "name": "tiny-slurm",
+    "seed": 5,
+    "system": {"structures": [{"kind": "bulk", "element": "Cu", "a": 3.61, "supercell": [2, 2, 2]}],
+               "n_initial": 4},
+    "train": {"ensemble_size": 2, "epochs": 10, "warm_epochs": 4, "batch_size": 2,
+              "model": {"rcut": 4.0, "embedding": [8, 16], "axis_neuron": 4, "fitting": [16, 16]}},
+    "explore": {"stages": [{"temperatures": [300, 700], "steps": 40, "record_every": 10, "max_iterations": 1}]},
+    "select": {"trust_lo": 0.03, "trust_hi": 0.6, "max_candidates": 3},
+    "label": {"kind": "emt"},
+    "converge": {"max_iterations": 1},
+}
+
+
+def test_emt_workflow_runs_on_slurm_pools(slurm, tmp_path):
+    wf = tmp_path / "wf.yaml"
+    wf.write_text(yaml.safe_dump(WORKFLOW))
+    run_dir = tmp_path / "run"
+    profile = PROFILE_DIR / "slurm-localhost.yaml"
+    assert main(["run", str(wf), "--workdir", str(run_dir), "--cluster", str(profile)]) == 0
+
+    with open_readonly(run_dir) as st:
+        assert len(st.iterations()) == 1
+        assert json.loads(st.get_meta("final"))["members"]
+    # which pool each SLURM job belonged to, from the job log names (elt-POOL-JOBID.err)
+    pool_of_job = {}
+    for f in (run_dir / "slurm-logs").glob("elt-*-*.err"):
+        _, pool, job = f.stem.split("-")
+        pool_of_job[job] = pool
+    assert set(pool_of_job.values()) == {"work", "dft"}
+    jobs_by_kind = defaultdict(set)
+    ends = 0
+    for line in (run_dir / "journal.log").read_text().splitlines():
+        ev = json.loads(line)
+        if ev["event"] != "end":
+            continue
+        ends += 1
+        kind = ev["task"].split(":")[0]
+        job = ev["slurm_job_id"]
+        assert job, f"task {ev['task']} ran outside SLURM"
+        expected = "dft" if kind == "label" else "work"
+        assert pool_of_job.get(job) == expected, (ev["task"], job, pool_of_job)
+        jobs_by_kind[kind].add(job)
+    assert {"train", "explore", "label"} <= set(jobs_by_kind), jobs_by_kind
+    assert ends >= 2 + 2 + 4          # training of 2 members, 2 walkers, the initial labels at least
