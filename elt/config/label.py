@@ -1,13 +1,22 @@
-"""Labeling sections of workflow.yaml: which reference method produces energies and forces."""
+"""Labeling sections of workflow.yaml: which reference method produces energies and forces.
+
+Only *what* is computed lives here (method, basis, cutoffs, SCF settings). *Where and how* (threads
+per task, the CP2K command and MPI launcher) comes from the cluster profile, as
+:class:`elt.labeling.base.ExecSettings`. This module imports neither pyscf nor anything that runs
+CP2K, so that ``elt validate`` stays instant.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal, Optional
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from elt.config.base import Strict
+
+# dispersion corrections PySCF offers (through the pyscf-dispersion package)
+PYSCF_DISPERSION = ("d3bj", "d3zero", "d3bjm", "d3zerom", "d3op", "d4")
 
 
 class _LabelCommon(Strict):
@@ -27,47 +36,111 @@ class EMTLabel(_LabelCommon):
 
 
 class PySCFLabel(_LabelCommon):
-    """DFT (or HF) with PySCF, molecules or periodic cells (gamma point or a k-mesh)."""
+    """DFT (or HF) with PySCF. Molecules (frames with no periodic direction) are all-electron by
+    default; periodic cells (all three directions periodic) use GTH pseudopotentials, at the gamma
+    point (multigrid) or on a k-mesh. Energies in Hartree and gradients in Hartree/Bohr are
+    converted to eV and eV/Å."""
 
     kind: Literal["pyscf"] = Field(description="PySCF: Gaussian basis DFT/HF.")
-    method: Literal["rks", "uks", "rhf", "uhf"] = Field("rks", description="Kohn-Sham (rks/uks) or Hartree-Fock (rhf/uhf).")
-    xc: str = Field("pbe", description="Exchange-correlation functional name known to PySCF's libxc (e.g. pbe, b3lyp).")
-    basis: str = Field("def2-svp", description="Basis set name known to PySCF (periodic cells: e.g. gth-dzvp).")
-    pseudo: Optional[str] = Field(None, description="Pseudopotential for periodic cells (e.g. gth-pbe); None for all-electron molecules.")
+    method: Literal["rks", "uks", "rhf", "uhf"] = Field(
+        "rks", description="Kohn-Sham (rks/uks) or Hartree-Fock (rhf/uhf); u* for open shells (spin > 0).")
+    xc: str = Field("pbe", description="Exchange-correlation functional name known to PySCF's libxc (e.g. pbe, b3lyp); "
+                                       "ignored for rhf/uhf.")
+    basis: Optional[str] = Field(
+        None, description="Basis set name known to PySCF. Default: def2-svp for molecules, gth-dzvp-molopt-sr "
+                          "(CP2K's DZVP-MOLOPT-SR-GTH) for periodic cells.")
+    pseudo: Optional[str] = Field(
+        None, description="Pseudopotential. Default: none (all-electron) for molecules, gth-pbe for periodic cells "
+                          "(use gth-blyp, gth-lda, ... to match another xc). Periodic cells need a GTH pseudopotential.")
     charge: int = Field(0, description="Total charge.")
-    spin: int = Field(0, ge=0, description="2S, the number of unpaired electrons (PySCF's convention).")
-    dispersion: Optional[str] = Field(None, description="Dispersion correction where PySCF offers it (e.g. d3bj); None for none.")
+    spin: int = Field(0, ge=0, description="2S, the number of unpaired electrons (PySCF's convention; multiplicity - 1).")
+    dispersion: Optional[Literal["d3bj", "d3zero", "d3bjm", "d3zerom", "d3op", "d4"]] = Field(
+        None, description="Dispersion correction added to energy and forces (molecules only; needs "
+                          "`pip install pyscf-dispersion`); None for none.")
+    grids_level: Optional[int] = Field(
+        None, ge=0, le=9, description="Molecular DFT integration grid level (PySCF's grids.level, default 3).")
     conv_tol: float = Field(1e-9, gt=0, description="SCF energy convergence threshold (Hartree).")
     max_cycle: int = Field(100, ge=1, description="Maximum SCF iterations of the first try.")
     level_shift: float = Field(0.0, ge=0, description="Level shift (Hartree) of the first try.")
-    init_guess: str = Field("minao", description="PySCF initial guess: minao, atom, huckel, ...")
-    fallback: bool = Field(True, description="On non-convergence retry with level shift and second-order SCF before declaring the frame failed.")
-    kpts: Optional[list[int]] = Field(None, description="k-mesh for periodic cells (KRKS); None means gamma point only.")
-    ke_cutoff: Optional[float] = Field(None, gt=0, description="Plane-wave kinetic energy cutoff for periodic density fitting (Hartree); None lets PySCF choose.")
-    threads: Optional[int] = Field(None, ge=1, description="Threads per label task; default from the cluster profile.")
+    damp: float = Field(0.0, ge=0, lt=1, description="Fock damping factor of the first try (0: none).")
+    init_guess: Literal["minao", "atom", "huckel", "1e", "sap"] = Field(
+        "minao", description="PySCF initial guess of the first try.")
+    fallback: bool = Field(
+        True, description="When the first try does not converge: retry from its density with a level shift and "
+                          "damping, then with second-order SCF (Newton), before the frame is declared failed.")
+    fallback_level_shift: float = Field(0.3, gt=0, description="Level shift (Hartree) of the level-shift fallback try.")
+    fallback_max_cycle: int = Field(100, ge=1, description="Maximum SCF iterations of each fallback try.")
+    kpts: Optional[list[int]] = Field(
+        None, description="Monkhorst-Pack k-mesh for periodic cells, e.g. [2, 2, 2] (KRKS/KUKS/KRHF/KUHF). "
+                          "None: gamma point only (RKS/UKS with multigrid; periodic HF then uses a 1x1x1 k-mesh).")
+    ke_cutoff: Optional[float] = Field(
+        None, gt=0, description="Plane-wave kinetic energy cutoff of periodic cells (Hartree; 1 Ha = 2 Ry); "
+                                "None lets PySCF choose from the basis.")
+    stress: bool = Field(
+        True, description="Compute the stress of periodic cells (pure functionals; hybrids and HF give none).")
+
+    @field_validator("kpts")
+    @classmethod
+    def _three(cls, v):
+        if v is not None and (len(v) != 3 or any(k < 1 for k in v)):
+            raise ValueError("kpts needs three positive integers, e.g. [2, 2, 2]")
+        return v
+
+    @field_validator("xc", "basis", "pseudo")
+    @classmethod
+    def _not_blank(cls, v):
+        if v is not None and not v.strip():
+            raise ValueError("must not be empty; leave the key out to use the default")
+        return v.strip() if v is not None else v
+
+    @model_validator(mode="after")
+    def _spin_method(self):
+        if self.spin > 0 and self.method in ("rks", "rhf"):
+            raise ValueError(f"spin {self.spin} (open shell) needs an unrestricted method: "
+                             f"method: {'uks' if self.method == 'rks' else 'uhf'}")
+        return self
 
 
 class CP2KLabel(_LabelCommon):
-    """DFT with the cp2k.psmp binary (Quickstep, GPW)."""
+    """DFT with the cp2k.psmp binary (Quickstep, GPW), RUN_TYPE ENERGY_FORCE.
+
+    Molecules (frames with no periodic direction) are put in an orthorhombic box, centred, and
+    solved with an isolated Poisson solver (``poisson``); frames that carry a cell keep it as the
+    box, so the grid stays the same from frame to frame. Periodic cells (all three directions)
+    also get the analytical stress. The command and an MPI launcher come from the cluster profile.
+    """
 
     kind: Literal["cp2k"] = Field(description="CP2K, Quickstep GPW.")
-    template: Optional[Path] = Field(None, description="A CP2K input file you trust; elt replaces the cell, coordinates and RUN_TYPE. "
-                                                       "When set, the short form below is ignored except charge/multiplicity.")
-    xc: str = Field("PBE", description="XC functional section name (PBE, BLYP, ...).")
-    basis: str = Field("DZVP-MOLOPT-SR-GTH", description="Basis set name in BASIS_MOLOPT.")
-    potential: str = Field("GTH-PBE", description="Pseudopotential family name in GTH_POTENTIALS (element suffix -qN is added).")
-    cutoff: float = Field(280.0, gt=0, description="Plane-wave cutoff (Ry).")
-    rel_cutoff: float = Field(40.0, gt=0, description="Relative cutoff (Ry).")
+    template: Optional[Path] = Field(
+        None, description="A CP2K input file you trust; elt replaces the cell, coordinates, RUN_TYPE and force/stress "
+                          "printing, adds a &KIND from basis/potential for elements it lacks, and sets "
+                          "CHARGE/MULTIPLICITY only when you give them here. The other short-form keys are then ignored.")
+    xc: str = Field("PBE", description="XC_FUNCTIONAL section name (PBE, BLYP, PADE, ...).")
+    basis: str = Field("DZVP-MOLOPT-SR-GTH", description="Basis set name as listed in the basis file, for every element.")
+    potential: str = Field("GTH-PBE", description="Pseudopotential name as listed in the potential file (a family alias "
+                                                  "such as GTH-PBE, or a full name such as GTH-PBE-q6).")
+    basis_file: str = Field("BASIS_MOLOPT", description="Basis set file (a name in CP2K's data directory, or a path).")
+    potential_file: str = Field("GTH_POTENTIALS", description="Pseudopotential file (a name in CP2K's data directory, or a path).")
+    cutoff: float = Field(400.0, gt=0, description="Plane-wave cutoff of the finest grid (Ry).")
+    rel_cutoff: float = Field(50.0, gt=0, description="Relative cutoff (Ry) that maps Gaussians to grids.")
     charge: int = Field(0, description="Total charge.")
-    multiplicity: int = Field(1, ge=1, description="Spin multiplicity 2S+1.")
+    multiplicity: int = Field(1, ge=1, description="Spin multiplicity 2S+1; above 1 switches on unrestricted Kohn-Sham (UKS).")
     max_scf: int = Field(50, ge=1, description="Maximum SCF iterations.")
     eps_scf: float = Field(1e-6, gt=0, description="SCF convergence threshold.")
-    vacuum: float = Field(6.0, ge=0, description="Vacuum (Å) around a non-periodic molecule to build its box.")
-    threads: Optional[int] = Field(None, ge=1, description="OMP_NUM_THREADS per label task; default from the cluster profile (1).")
+    poisson: Literal["wavelet", "mt", "periodic"] = Field(
+        "wavelet", description="Molecules only: wavelet (isolated, any box), mt (Martyna-Tuckerman; box at least twice "
+                               "the molecule's density) or periodic (the box is periodic; vacuum keeps images apart).")
+    vacuum: float = Field(6.0, gt=0, description="Vacuum (Å) on each side of a molecule whose frame has no cell.")
+    time_limit: Optional[float] = Field(
+        None, gt=0, description="Seconds after which one CP2K run is killed (an infrastructure failure, retried); None: no limit.")
 
-    @model_validator(mode="after")
-    def _template_exists(self):
-        return self
+    @field_validator("xc", "basis", "potential", "basis_file", "potential_file")
+    @classmethod
+    def _one_word(cls, v):
+        v = v.strip()
+        if not v or any(c.isspace() for c in v):
+            raise ValueError("must be one word without spaces")
+        return v
 
 
 LabelConfig = EMTLabel | PySCFLabel | CP2KLabel
