@@ -146,8 +146,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     show_tb = "--traceback" in argv or os.environ.get("ELT_TRACEBACK") == "1"
     try:
-        app(args=argv, prog_name="elt", standalone_mode=False)
-        return 0
+        rc = app(args=argv, prog_name="elt", standalone_mode=False)
+        return rc if isinstance(rc, int) else 0
     except EltError as e:
         if show_tb:
             raise

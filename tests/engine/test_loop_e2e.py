@@ -154,3 +154,24 @@ def test_sigkill_anywhere_then_rerun_gives_the_same_data_and_labels_nothing_twic
     labels = {t: n for t, n in ends.items() if t.startswith("label:")}
     assert labels and max(labels.values()) == 1, labels  # no frame labeled twice
     assert max(ends.values()) == 1  # no finished task ran again
+
+
+def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
+    wf = write_wf(tmp_path)
+    log = open(tmp_path / "driver.log", "w")
+    p = _driver(wf, log)
+    journal = tmp_path / "tiny" / "journal.log"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (journal.exists() and "train:" in journal.read_text()):
+        time.sleep(0.5)
+    time.sleep(1.0)
+    os.killpg(p.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends to the foreground group
+    rc = p.wait(timeout=120)
+    out = (tmp_path / "driver.log").read_text()
+    assert rc == 130, out[-2000:]
+    assert "to resume" in out and "Traceback" not in out
+    # the lock is released and the run resumes to the end
+    from elt.engine.state import holder
+
+    assert holder(tmp_path / "tiny") is None
+    assert main(["run", str(wf)]) == 0
