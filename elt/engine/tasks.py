@@ -19,8 +19,8 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from elt.data.frames import (FRAME_ID, ITERATION, MAX_DEVI_F, SOURCE, STEP, atomic_write_text,
-                             attach_labels, frame_hash, read_frames, write_frames)
+from elt.data.frames import (FRAME_ID, ITERATION, MAX_DEVI_F, PRED_ENERGY, PRED_FORCES, SOURCE, STEP,
+                             atomic_write_text, attach_labels, frame_hash, read_frames, write_frames)
 
 RESULT = "result.json"
 
@@ -127,11 +127,16 @@ def explore_task(task_dir: Path, walker: dict, start, member_paths: list[str], t
         cand = cand[choose(devi[cand, 3], select["max_per_walker"], select.get("strategy", "random"), rng)]
     frames = []
     cands = []
-    for i in cand:
+    # the ensemble's mean prediction on each candidate (before retraining): reports compare it
+    # with the label to get the true error of the frames the deviation picked
+    preds = pot.predict_many([rec.frames[i] for i in cand]) if len(cand) else []
+    for i, p in zip(cand, preds):
         a = rec.frames[i]
         fid = frame_hash(a)
         a.info.update({FRAME_ID: fid, ITERATION: walker["iteration"], SOURCE: walker["id"],
-                       STEP: int(rec.steps[i]), MAX_DEVI_F: float(devi[i, 3])})
+                       STEP: int(rec.steps[i]), MAX_DEVI_F: float(devi[i, 3]),
+                       PRED_ENERGY: float(np.mean(p.energies))})
+        a.arrays[PRED_FORCES] = np.asarray(p.forces, dtype=np.float64).mean(axis=0)
         frames.append(a)
         cands.append({"index": len(frames) - 1, "step": int(rec.steps[i]), "frame_id": fid,
                       "max_devi_f": float(devi[i, 3]), "devi_e": float(devi[i, 6])})
