@@ -70,7 +70,7 @@ class EnsembleCalculator(Calculator):
 
     Extra results: ``energies_members`` (k,), ``forces_members`` (k, N, 3), ``max_devi_f``,
     ``min_devi_f``, ``avg_devi_f`` (eV/Å), ``devi_e`` (eV/atom), ``max_devi_v``/``min_devi_v``/
-    ``avg_devi_v`` (eV/atom, periodic only).
+    ``avg_devi_v`` (eV/atom, periodic only). A single member gives no deviation keys.
     """
 
     implemented_properties = ["energy", "free_energy", "forces", "stress"]
@@ -88,7 +88,8 @@ class EnsembleCalculator(Calculator):
         if pred.stress is not None:
             vol = self.atoms.get_volume()
             virials = -pred.stress * vol
-        dev = frame_deviation(pred.energies, pred.forces, virials)
+        # one member has no spread: the deviation keys are left out rather than faked
+        dev = frame_deviation(pred.energies, pred.forces, virials).as_dict() if pred.size > 1 else {}
         e = float(pred.energies.mean())
         self.results = {
             "energy": e,
@@ -96,7 +97,7 @@ class EnsembleCalculator(Calculator):
             "forces": pred.forces.mean(axis=0),
             "energies_members": pred.energies,
             "forces_members": pred.forces,
-            **dev.as_dict(),
+            **dev,
         }
         if pred.stress is not None:
             s = pred.stress.mean(axis=0)

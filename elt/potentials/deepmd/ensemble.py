@@ -19,7 +19,7 @@ _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 def _is_periodic(atoms: Atoms) -> bool:
-    return bool(np.asarray(atoms.pbc).all()) and atoms.cell.rank == 3
+    return bool(np.asarray(atoms.pbc).any()) and atoms.cell.rank == 3
 
 
 class DeepPotEnsemble(EnsemblePotential):

@@ -1,10 +1,10 @@
 """Neighbour graphs for the Deep Potential: frames -> pair vectors + padded neighbour index (numpy).
 
 A :class:`Graph` holds one or more frames concatenated. Pairs (center i, neighbour j) come from
-``vesin`` (full list) and are sorted by the neighbour's type so each type's embedding network
-runs on one contiguous slice. ``pad`` (N, S) maps each atom's neighbour slots to pair indices;
-empty slots point at index P (a zero row appended in the model), so the padding width never
-changes the result.
+``vesin`` (full list) and are laid out per atom in S neighbour slots, grouped in one block of
+columns per neighbour type, so each type's embedding network runs on one contiguous block.
+Empty slots hold a displacement longer than the cutoff, where s(r) and its gradient are exactly
+zero, so the padding width never changes the result.
 """
 
 from __future__ import annotations
@@ -24,13 +24,12 @@ class Graph:
     n_frames: int
     types: np.ndarray        # (N,) model type index of each atom
     atom_frame: np.ndarray   # (N,) frame of each atom
-    vec: np.ndarray          # (P, 3) float64 displacement r_j - r_i (+ periodic shift), Å
-    center: np.ndarray       # (P,) i
-    neighbor: np.ndarray     # (P,) j
-    pair_frame: np.ndarray   # (P,) frame of each pair
-    type_offsets: np.ndarray  # (T+1,) pair ranges per neighbour type
-    pad: np.ndarray          # (N, S) pair index per neighbour slot, P for empty
+    vec: np.ndarray          # (N, S, 3) float64 r_j - r_i (+ periodic shift) per neighbour slot, Å;
+                             #   empty slots hold a vector longer than rcut (so s(r) = 0 there)
+    neighbor: np.ndarray     # (N, S) j per slot (the center itself for empty slots)
+    blocks: np.ndarray       # (T+1,) slot columns per neighbour type: type t in blocks[t]:blocks[t+1]
     atoms_by_type: list      # T arrays of atom indices, one per center type
+    n_pairs: int = 0
 
     @property
     def n_atoms(self) -> int:
@@ -99,8 +98,8 @@ def frame_pairs(atoms: Atoms, rcut: float) -> tuple[np.ndarray, np.ndarray, np.n
 
 def build_graph(frames: Sequence[Atoms], typemap: TypeMap, rcut: float,
                 pairs: Sequence[tuple] | None = None) -> Graph:
-    """Concatenate frames into one graph. ``pairs`` may hold precomputed :func:`frame_pairs` results."""
-    types_l, frame_l, i_l, j_l, v_l, pf_l = [], [], [], [], [], []
+    """Concatenate frames into one padded graph. ``pairs`` may hold precomputed :func:`frame_pairs`."""
+    types_l, frame_l, i_l, j_l, v_l = [], [], [], [], []
     offset = 0
     for f, atoms in enumerate(frames):
         t = typemap(atoms)
@@ -110,32 +109,30 @@ def build_graph(frames: Sequence[Atoms], typemap: TypeMap, rcut: float,
         i_l.append(i + offset)
         j_l.append(j + offset)
         v_l.append(vec)
-        pf_l.append(np.full(len(i), f, dtype=np.int64))
         offset += len(t)
-    types = np.concatenate(types_l) if types_l else np.zeros(0, np.int64)
-    center = np.concatenate(i_l) if i_l else np.zeros(0, np.int64)
-    neighbor = np.concatenate(j_l) if j_l else np.zeros(0, np.int64)
-    vec = np.concatenate(v_l) if v_l else np.zeros((0, 3))
-    pair_frame = np.concatenate(pf_l) if pf_l else np.zeros(0, np.int64)
-    n_types = len(typemap.elements)
-    n = len(types)
+    cat = lambda xs, empty: np.concatenate(xs) if xs else empty  # noqa: E731
+    types = cat(types_l, np.zeros(0, np.int64))
+    center = cat(i_l, np.zeros(0, np.int64))
+    neighbor = cat(j_l, np.zeros(0, np.int64))
+    vec = cat(v_l, np.zeros((0, 3)))
+    n_types, n, p = len(typemap.elements), len(types), len(center)
 
-    # sort pairs by neighbour type (stable: keeps center order inside a type)
-    ntype = types[neighbor]
-    order = np.argsort(ntype, kind="stable")
-    center, neighbor, vec, pair_frame, ntype = center[order], neighbor[order], vec[order], pair_frame[order], ntype[order]
-    type_offsets = np.searchsorted(ntype, np.arange(n_types + 1)).astype(np.int64)
-
-    # slot of each pair inside its center's row
-    p = len(center)
-    counts = np.bincount(center, minlength=n)
-    by_center = np.argsort(center, kind="stable")
-    starts = np.cumsum(counts) - counts
-    slot = np.empty(p, dtype=np.int64)
-    slot[by_center] = np.arange(p) - starts[center[by_center]]
-    width = int(counts.max()) if n and p else 0
-    pad = np.full((n, max(width, 1)), p, dtype=np.int64)
-    pad[center, slot] = np.arange(p)
+    # group pairs by (center, neighbour type); each type gets a block of columns as wide as its
+    # largest count, and a pair's column is its rank inside its group
+    key = center * n_types + types[neighbor]
+    order = np.argsort(key, kind="stable")
+    key, center, neighbor, vec = key[order], center[order], neighbor[order], vec[order]
+    counts = np.bincount(key, minlength=n * n_types).reshape(n, n_types)
+    widths = counts.max(axis=0) if n else np.zeros(n_types, np.int64)
+    blocks = np.concatenate([[0], np.cumsum(widths)]).astype(np.int64)
+    starts = np.cumsum(counts.ravel()) - counts.ravel()
+    col = blocks[key % n_types] + np.arange(p) - starts[key]
+    width = max(int(blocks[-1]), 1)
+    vec_pad = np.zeros((n, width, 3))
+    vec_pad[..., 0] = float(rcut) + 1.0
+    vec_pad[center, col] = vec
+    nbr_pad = np.repeat(np.arange(n, dtype=np.int64)[:, None], width, axis=1)
+    nbr_pad[center, col] = neighbor
     atoms_by_type = [np.flatnonzero(types == t) for t in range(n_types)]
-    return Graph(len(frames), types, np.concatenate(frame_l) if frame_l else np.zeros(0, np.int64),
-                 vec, center, neighbor, pair_frame, type_offsets, pad, atoms_by_type)
+    return Graph(len(frames), types, cat(frame_l, np.zeros(0, np.int64)), vec_pad, nbr_pad, blocks,
+                 atoms_by_type, p)

@@ -9,7 +9,8 @@ For a pair (i, j) with displacement d = r_j - r_i and distance r:
   G_ij  = embedding_{type j}(normalised s)                             (M1 columns)
   D_i   = (G^T R~)(R~^T G<)  with G< the first M2 columns               (M1*M2 features)
   E_i   = fitting_{type i}(D_i) + shift_{type i};   E = sum_i E_i
-Forces and virials come from the gradient of E with respect to the pair vectors d:
+Forces and virials come from the gradient of E with respect to the pair vectors d (per member,
+so d carries the member dimension too):
   F_i = sum_{pairs with center i} dE/dd - sum_{pairs with neighbour i} dE/dd,
   W   = -sum_pairs d (x) dE/dd   (ASE: stress = -W / V).
 """
@@ -96,53 +97,69 @@ class DeepPot(nn.Module):
         sw = u * u * u * (-6.0 * u * u + 15.0 * u - 10.0) + 1.0
         return sw / r
 
+    def descriptor(self, d: torch.Tensor, blocks) -> torch.Tensor:
+        """d (k, N, S, 3) slot displacements -> se_e2_a descriptor (k, N, M1*M2)."""
+        k, n, width, _ = d.shape
+        r = torch.linalg.vector_norm(d, dim=-1)                          # (k, N, S)
+        s = self.smooth(r)
+        env = torch.cat([s.unsqueeze(-1), (s / r).unsqueeze(-1) * d], dim=-1) * self.env_scale.unsqueeze(1)
+        x = ((s - self.s_mean.unsqueeze(-1)) / self.s_std.unsqueeze(-1))  # (k, N, S)
+        parts = []
+        for t in range(self.n_types):
+            a, b = int(blocks[t]), int(blocks[t + 1])
+            if b > a:
+                xt = x[:, :, a:b].reshape(k, n * (b - a), 1)
+                parts.append(self.embeddings[t](xt).reshape(k, n, b - a, self.m1))
+        if not parts:  # no neighbours at all: one empty slot
+            emb = d.new_zeros(k, n, width, self.m1)
+        else:
+            emb = parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)  # (k, N, S, M1)
+        gr = env.transpose(-1, -2) @ emb                                  # (k, N, 4, M1)
+        return (gr.transpose(-1, -2) @ gr[..., : self.m2]).reshape(k, n, self.m1 * self.m2)
+
     def forward(self, g: Graph, vec: torch.Tensor, *, forces: bool = True, virial: bool = False,
                 create_graph: bool = False, atomic: bool = False) -> dict:
-        """Energies (k, F) eV; forces (k, N, 3) eV/Å; virials (k, F, 3, 3) eV. ``vec`` (P, 3)."""
+        """Energies (k, F) eV; forces (k, N, 3) eV/Å; virials (k, F, 3, 3) eV. ``vec`` (N, S, 3)."""
         k, dev, dtype = self.k, vec.device, vec.dtype
-        n, p = g.n_atoms, vec.shape[0]
-        d = vec.unsqueeze(0).expand(k, p, 3)
-        if forces or virial:
+        n, width = vec.shape[0], vec.shape[1]
+        d = vec.unsqueeze(0).expand(k, n, width, 3)
+        grads = forces or virial
+        if grads:
             d = d.clone().requires_grad_(True)
-        with torch.enable_grad() if (forces or virial) else torch.no_grad():
-            r = torch.linalg.vector_norm(d, dim=-1)                     # (k, P)
-            s = self.smooth(r)
-            env = torch.cat([s.unsqueeze(-1), (s / r).unsqueeze(-1) * d], dim=-1) * self.env_scale
-            x = ((s - self.s_mean) / self.s_std).unsqueeze(-1)          # (k, P, 1)
-            off = g.type_offsets
-            parts = [self.embeddings[t](x[:, off[t]:off[t + 1]]) for t in range(self.n_types)
-                     if off[t + 1] > off[t]]
-            emb = torch.cat(parts + [x.new_zeros(k, 1, self.m1)], dim=1)  # (k, P+1, M1)
-            env = torch.cat([env, env.new_zeros(k, 1, 4)], dim=1)         # (k, P+1, 4)
-            pad = torch.as_tensor(g.pad, device=dev)
-            gr = env[:, pad].transpose(-1, -2) @ emb[:, pad]               # (k, N, 4, M1)
-            desc = (gr.transpose(-1, -2) @ gr[..., : self.m2]).reshape(k, n, self.m1 * self.m2)
+        with torch.enable_grad() if grads else torch.no_grad():
+            desc = self.descriptor(d, g.blocks)
             e_atom = self.shift[:, torch.as_tensor(g.types, device=dev)]
             for t, idx in enumerate(g.atoms_by_type):
                 if len(idx) == 0:
                     continue
-                it = torch.as_tensor(idx, device=dev)
-                out = self.fittings[t](desc[:, it]).squeeze(-1)
-                e_atom = e_atom.index_add(1, it, out)
-            frame = torch.as_tensor(g.atom_frame, device=dev)
-            energy = torch.zeros(k, g.n_frames, dtype=dtype, device=dev).index_add(1, frame, e_atom)
+                if len(idx) == n:
+                    e_atom = e_atom + self.fittings[t](desc).squeeze(-1)
+                else:
+                    it = torch.as_tensor(idx, device=dev)
+                    e_atom = e_atom.index_add(1, it, self.fittings[t](desc[:, it]).squeeze(-1))
+            if g.n_frames == 1:
+                energy = e_atom.sum(dim=1, keepdim=True)
+            else:
+                frame = torch.as_tensor(g.atom_frame, device=dev)
+                energy = torch.zeros(k, g.n_frames, dtype=dtype, device=dev).index_add(1, frame, e_atom)
         result = {"energy": energy}
         if atomic:
             result["atomic_energy"] = e_atom
-        if forces or virial:
-            grad = torch.autograd.grad(energy.sum(), d, create_graph=create_graph, allow_unused=True)[0]
-            if grad is None:  # no pairs at all (isolated atoms)
-                grad = torch.zeros_like(d)
+        if grads:
+            grad = torch.autograd.grad(energy.sum(), d, create_graph=create_graph)[0]  # (k, N, S, 3)
             if forces:
-                ci = torch.as_tensor(g.center, device=dev)
-                nj = torch.as_tensor(g.neighbor, device=dev)
-                f = torch.zeros(k, n, 3, dtype=dtype, device=dev)
-                result["forces"] = f.index_add(1, ci, grad).index_add(1, nj, -grad)
+                nbr = torch.as_tensor(g.neighbor, device=dev).reshape(-1)
+                f = grad.sum(dim=2)
+                result["forces"] = f.index_add(1, nbr, grad.reshape(k, n * width, 3), alpha=-1.0)
             if virial:
-                pf = torch.as_tensor(g.pair_frame, device=dev)
-                w = -d.detach().unsqueeze(-1) * grad.unsqueeze(-2)            # (k, P, 3, 3)
-                result["virial"] = torch.zeros(k, g.n_frames, 3, 3, dtype=dtype, device=dev).index_add(
-                    1, pf, w)
+                w = -(d.detach().reshape(k * n, width, 3).transpose(1, 2) @ grad.reshape(k * n, width, 3))
+                w = w.reshape(k, n, 3, 3)
+                if g.n_frames == 1:
+                    result["virial"] = w.sum(dim=1, keepdim=True)
+                else:
+                    frame = torch.as_tensor(g.atom_frame, device=dev)
+                    result["virial"] = torch.zeros(k, g.n_frames, 3, 3, dtype=dtype, device=dev).index_add(
+                        1, frame, w)
         return result
 
 

@@ -45,7 +45,7 @@ class _Data:
             self.energy[f] = e
             self.forces.append(np.asarray(forces, dtype=np.float64).reshape(len(atoms), 3))
             vir = None
-            if stress is not None and bool(np.all(atoms.pbc)) and atoms.cell.rank == 3:
+            if stress is not None and bool(np.any(atoms.pbc)) and atoms.cell.rank == 3:
                 s = np.asarray(stress, dtype=np.float64)
                 if s.shape == (6,):
                     s = np.array([[s[0], s[5], s[4]], [s[5], s[1], s[3]], [s[4], s[3], s[2]]])

@@ -1,0 +1,158 @@
+"""Physics of the model: gradients, virial, invariances, extensivity, smoothness, ensemble stacking."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.build import bulk
+
+from elt.potentials.deepmd import load_ensemble
+
+
+@pytest.fixture(scope="module")
+def ens64(small_ensemble):
+    return load_ensemble(small_ensemble[0], precision="float64")
+
+
+def _energies(ens, atoms):
+    return ens.predict(atoms).energies
+
+
+def _cluster():
+    rng = np.random.default_rng(3)
+    pos = (bulk("Cu", "fcc", a=3.61, cubic=True) * (2, 2, 1)).positions[:10]
+    return Atoms("Cu10", positions=pos + rng.normal(0, 0.1, pos.shape), pbc=False)
+
+
+def _periodic():
+    a = bulk("Cu", "fcc", a=3.61, cubic=True) * (2, 2, 2)
+    a.positions += np.random.default_rng(4).normal(0, 0.1, a.positions.shape)
+    a.set_cell(a.cell.array @ (np.eye(3) + [[0.02, 0.01, 0], [0, -0.01, 0.005], [0, 0, 0.01]]),
+               scale_atoms=True)
+    return a
+
+
+@pytest.mark.parametrize("make", [_cluster, _periodic], ids=["cluster", "periodic"])
+def test_forces_are_minus_energy_gradient(ens64, make):
+    atoms = make()
+    pred = ens64.predict(atoms)
+    h = 1e-5
+    rng = np.random.default_rng(0)
+    for i in rng.choice(len(atoms), 3, replace=False):
+        for c in range(3):
+            plus, minus = atoms.copy(), atoms.copy()
+            plus.positions[i, c] += h
+            minus.positions[i, c] -= h
+            fd = -(_energies(ens64, plus) - _energies(ens64, minus)) / (2 * h)
+            np.testing.assert_allclose(pred.forces[:, i, c], fd, rtol=1e-5, atol=1e-7)
+    assert np.abs(pred.forces).max() > 1e-3  # a non-trivial check
+
+
+def test_stress_is_strain_derivative(ens64):
+    atoms = _periodic()
+    pred = ens64.predict(atoms, stress=True)
+    vol = atoms.get_volume()
+    h = 1e-6
+    for a, b in [(0, 0), (1, 2), (0, 1), (2, 2)]:
+        eps = np.zeros((3, 3))
+        eps[a, b] = eps[b, a] = h / (2 if a != b else 1)
+        ep = []
+        for sign in (1, -1):
+            x = atoms.copy()
+            x.set_cell(atoms.cell.array @ (np.eye(3) + sign * eps), scale_atoms=True)
+            ep.append(_energies(ens64, x))
+        fd = (ep[0] - ep[1]) / (2 * h) / vol  # dE/d(eps_ab) / V with symmetric strain
+        if a != b:
+            expected = pred.stress[:, a, b] + pred.stress[:, b, a]
+            fd = 2 * fd
+            np.testing.assert_allclose(expected, fd, rtol=1e-4, atol=1e-8)
+        else:
+            np.testing.assert_allclose(pred.stress[:, a, a], fd, rtol=1e-4, atol=1e-8)
+    np.testing.assert_allclose(pred.stress, pred.stress.transpose(0, 2, 1), atol=1e-10)
+
+
+def test_invariance_rotation_translation_permutation(ens64):
+    for atoms in (_cluster(), _periodic()):
+        ref = ens64.predict(atoms, stress=True)
+        rot = atoms.copy()
+        rot.rotate(37, (1, 2, 3), rotate_cell=True)
+        rot.translate((0.3, -1.2, 2.0))
+        r = np.array(rot.cell.array @ np.linalg.inv(atoms.cell.array)) if atoms.pbc.all() else None
+        p = ens64.predict(rot, stress=True)
+        np.testing.assert_allclose(p.energies, ref.energies, rtol=1e-10, atol=1e-9)
+        rmat = _rotation(atoms, rot)
+        np.testing.assert_allclose(p.forces, ref.forces @ rmat.T, atol=1e-9)
+        if r is not None:
+            np.testing.assert_allclose(p.stress, rmat @ ref.stress @ rmat.T, atol=1e-9)
+        perm = np.random.default_rng(1).permutation(len(atoms))
+        q = ens64.predict(atoms[perm])
+        np.testing.assert_allclose(q.energies, ref.energies, rtol=1e-10, atol=1e-9)
+        np.testing.assert_allclose(q.forces, ref.forces[:, perm], atol=1e-9)
+
+
+def _rotation(a, b):
+    """The rotation taking a's (centered) positions to b's."""
+    x = a.positions - a.positions.mean(0)
+    y = b.positions - b.positions.mean(0)
+    u, _, vt = np.linalg.svd(y.T @ x)
+    return u @ vt
+
+
+def test_supercell_energy_is_extensive(ens64):
+    atoms = _periodic()
+    big = atoms * (2, 2, 2)
+    e1 = ens64.predict(atoms, stress=True)
+    e8 = ens64.predict(big, stress=True)
+    np.testing.assert_allclose(e8.energies, 8 * e1.energies, rtol=1e-10)
+    np.testing.assert_allclose(e8.stress, e1.stress, atol=1e-10)
+    np.testing.assert_allclose(e8.forces[:, : len(atoms)], e1.forces, atol=1e-9)
+
+
+def test_smooth_when_atom_crosses_cutoff(ens64):
+    """Atom C pulled away from A through rcut (A keeps a bonded neighbour B): energy and force go to
+    their far values as (rcut-r)^3 and (rcut-r)^2 (the C2 switch), and are exactly constant beyond."""
+    rcut = ens64.rcut
+
+    def at(x):
+        p = ens64.predict(Atoms("Cu3", positions=[(0, 0, 0), (2.4, 0.2, 0), (-x, 0, 0)], pbc=False))
+        return p.energies, p.forces[:, 2, 0]
+
+    e_far, f_far = at(rcut + 0.5)
+    assert np.all(f_far == 0)  # C is beyond the cutoff of A and of B
+    for x in (rcut, rcut + 1e-9, rcut + 0.1):
+        e, f = at(x)
+        np.testing.assert_allclose(e, e_far, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(f, 0, atol=1e-12)
+    assert np.abs(at(rcut - 1.0)[0] - e_far).min() > 1e-4  # it does interact inside
+    (e1, f1), (e2, f2) = at(rcut - 0.01), at(rcut - 0.02)
+    ratio_e = (e1 - e_far) / (e2 - e_far)
+    ratio_f = f1 / f2
+    np.testing.assert_allclose(ratio_e, 1 / 8, rtol=0.15)
+    np.testing.assert_allclose(ratio_f, 1 / 4, rtol=0.15)
+
+
+def test_stacked_ensemble_equals_members_one_by_one(small_ensemble):
+    paths, frames = small_ensemble
+    both = load_ensemble(paths)
+    atoms = frames[2]
+    p = both.predict(atoms, stress=True)
+    for m, path in enumerate(paths):
+        single = load_ensemble([path]).predict(atoms, stress=True)
+        np.testing.assert_allclose(p.energies[m], single.energies[0], rtol=1e-6)
+        np.testing.assert_allclose(p.forces[m], single.forces[0], atol=1e-5)
+        np.testing.assert_allclose(p.stress[m], single.stress[0], atol=1e-7)
+    assert abs(p.energies[0] - p.energies[1]) > 1e-4  # members differ
+    assert np.abs(p.forces[0] - p.forces[1]).max() > 1e-3
+
+
+def test_predict_many_matches_predict(small_ensemble):
+    paths, frames = small_ensemble
+    ens = load_ensemble(paths)
+    mixed = [frames[0], _cluster(), frames[1]]
+    many = ens.predict_many(mixed, stress=True)
+    for atoms, p in zip(mixed, many):
+        one = ens.predict(atoms, stress=True)
+        np.testing.assert_allclose(p.energies, one.energies, rtol=1e-6)
+        np.testing.assert_allclose(p.forces, one.forces, atol=1e-5)
+        assert (p.stress is None) == (one.stress is None)

@@ -1,0 +1,120 @@
+"""Training behaviour: determinism, warm start, validation/early stopping, bootstrap, clear errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+from cu_frames import SMALL_MODEL, emt_label, rattled_cu, small_config
+
+from elt.config.train import DeepPotModel
+from elt.errors import SetupError
+from elt.potentials.deepmd import load_ensemble, train_member
+
+
+def _state(path):
+    return torch.load(path, weights_only=True)["state"]
+
+
+def test_same_seed_same_weights_other_seed_differs(tmp_path):
+    frames = rattled_cu(4)
+    cfg = small_config(epochs=2)
+    for name, seed in (("a", 5), ("b", 5), ("c", 6)):
+        train_member(frames, cfg, ["Cu"], 0, seed, tmp_path / f"{name}.pt")
+    a, b, c = (_state(tmp_path / f"{n}.pt") for n in "abc")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], c[k]) for k in a)
+
+
+def test_warm_start_continues_and_lowers_error(tmp_path):
+    frames = rattled_cu(6, seed=2)
+    cold = train_member(frames, small_config(epochs=2), ["Cu"], 0, 1, tmp_path / "cold.pt")
+    warm = train_member(frames, small_config(warm_epochs=6, validation_fraction=0.0), ["Cu"], 0, 1,
+                        tmp_path / "warm.pt", init_path=tmp_path / "cold.pt")
+    assert warm["epochs"] == 6 and warm["warm_start"] and warm["valid"] is None
+    assert warm["train"]["rmse_f"] < cold["train"]["rmse_f"]
+    # the warm start began from the cold weights: the energy shift is carried over unchanged
+    assert torch.equal(_state(tmp_path / "cold.pt")["shift"], _state(tmp_path / "warm.pt")["shift"])
+
+
+def test_energy_shift_fitted_per_element(tmp_path):
+    """Mixed Cu/Au frames: the per-element shift is the least-squares fit of E on the counts."""
+    frames = []
+    rng = np.random.default_rng(0)
+    for n_au in (0, 2, 5, 9):
+        a = rattled_cu(1, size=(2, 2, 1), seed=n_au)[0].copy()
+        a.symbols[:n_au] = "Au"
+        a.positions += rng.normal(0, 0.02, a.positions.shape)
+        frames.append(emt_label(a))
+    train_member(frames, small_config(epochs=1, validation_fraction=0.0), ["Au", "Cu"], 0, 0, tmp_path / "m.pt")
+    counts = np.array([[(a.symbols == "Au").sum(), (a.symbols == "Cu").sum()] for a in frames])
+    energies = np.array([a.get_potential_energy() for a in frames])
+    expected = np.linalg.lstsq(counts, energies, rcond=None)[0]
+    np.testing.assert_allclose(_state(tmp_path / "m.pt")["shift"][0].numpy(), expected, rtol=1e-5)
+    ens = load_ensemble([tmp_path / "m.pt"])
+    p = ens.predict(frames[2], stress=True)
+    assert np.isfinite(p.energies).all() and p.forces.shape == (1, 16, 3)
+
+
+def test_early_stopping_and_bootstrap(tmp_path):
+    frames = rattled_cu(10, seed=3)
+    m = train_member(frames, small_config(epochs=40, patience=1, learning_rate=0.05, learning_rate_end=0.04,
+                                          validation_fraction=0.3, bootstrap=True),
+                     ["Cu"], 0, 0, tmp_path / "m.pt")
+    assert m["valid"]["n_frames"] == 3
+    assert m["epochs"] < 40  # a too-high learning rate stalls: early stopping ends it
+
+
+def test_empty_and_unlabeled_data(tmp_path):
+    with pytest.raises(SetupError, match="empty data set"):
+        train_member([], small_config(), ["Cu"], 0, 0, tmp_path / "m.pt")
+    bare = rattled_cu(2)[0].copy()
+    bare.calc = None
+    with pytest.raises(SetupError, match="no energy/forces labels"):
+        train_member([bare], small_config(), ["Cu"], 0, 0, tmp_path / "m.pt")
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_unknown_element_in_training_and_prediction(small_ensemble, tmp_path):
+    frames = rattled_cu(2)
+    ag = frames[0].copy()
+    ag.symbols[0] = "Ag"
+    with pytest.raises(SetupError, match="Ag"):
+        train_member([emt_label(ag)], small_config(), ["Cu"], 0, 0, tmp_path / "m.pt")
+    ens = load_ensemble(small_ensemble[0])
+    with pytest.raises(SetupError, match=r"element\(s\) Ag .*trained for Cu"):
+        ens.predict(ag)
+
+
+def test_wrong_checkpoints(small_ensemble, tmp_path):
+    paths, frames = small_ensemble
+    junk = tmp_path / "member_9.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(SetupError, match="not a readable torch checkpoint"):
+        load_ensemble([junk])
+    other = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(3)}, other)
+    with pytest.raises(SetupError, match="not an elt Deep Potential checkpoint"):
+        load_ensemble([other])
+    with pytest.raises(SetupError, match="does not exist"):
+        load_ensemble([tmp_path / "missing.pt"])
+    # a member of another architecture cannot join the ensemble, nor be warm-started from
+    bigger = small_config(model=DeepPotModel(**{**SMALL_MODEL.model_dump(), "rcut": 4.5}))
+    odd = tmp_path / "odd.pt"
+    train_member(frames, bigger, ["Cu"], 0, 0, odd)
+    with pytest.raises(SetupError, match="differs .* in rcut"):
+        load_ensemble([paths[0], odd])
+    with pytest.raises(SetupError, match="cannot warm-start"):
+        train_member(frames, small_config(), ["Cu"], 0, 0, tmp_path / "w.pt", init_path=odd)
+    with pytest.raises(SetupError, match="cannot warm-start .* elements"):
+        train_member(frames, small_config(), ["Au", "Cu"], 0, 0, tmp_path / "w.pt", init_path=paths[0])
+
+
+def test_isolated_atom_and_single_member_calculator(small_ensemble):
+    ens = load_ensemble(small_ensemble[0][:1])
+    atom = Atoms("Cu", positions=[(0, 0, 0)])
+    p = ens.predict(atom)
+    assert p.forces.shape == (1, 1, 3) and np.all(p.forces == 0)
+    atom.calc = ens.calculator()
+    assert np.isfinite(atom.get_potential_energy()) and "max_devi_f" not in atom.calc.results
