@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -80,6 +81,9 @@ class TaskRunner:
     cluster: Any
     reporter: Reporter = field(default_factory=Reporter)
     dispatched: int = 0
+    # (kind, phase, submitted, completed, seconds inside the task) of every dispatched task, for
+    # benchmarks and time estimates; perf_counter clock of the driver
+    timeline: list = field(default_factory=list)
 
     def run(self, specs: list[TaskSpec], phase: str) -> list[Outcome]:
         from distributed import as_completed
@@ -94,6 +98,7 @@ class TaskRunner:
                 todo.append(s)
         self.reporter.phase_start(phase, len(specs), len(specs) - len(todo))
         futures = {}
+        submitted = {}
         client = self.cluster.client
         try:
             for s in todo:
@@ -101,6 +106,7 @@ class TaskRunner:
                                     journal_file=str(self.state.run_dir / "journal.log"), tag=f"{s.kind}:{s.id}",
                                     pure=False, **self.cluster.submit_options(s.kind))
                 futures[fut] = s
+                submitted[s.id] = time.perf_counter()
                 self.dispatched += 1
             for fut in as_completed(list(futures)):
                 s = futures[fut]
@@ -117,6 +123,8 @@ class TaskRunner:
                                            seconds=float(res.get("seconds", 0.0)),
                                            attempts=int(res.get("attempts", 1)))
                 outcomes[s.id] = out
+                self.timeline.append((s.kind, phase, submitted[s.id], time.perf_counter(),
+                                      float((out.result or {}).get("seconds", 0.0))))
                 self.reporter.advance(out)
         except BaseException:
             for fut in futures:
