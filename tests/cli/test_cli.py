@@ -62,3 +62,23 @@ def test_console_script_exit_code_in_a_real_process(tmp_path):
 
 def test_unknown_command_is_a_usage_error(capsys):
     assert main(["frobnicate"]) == 2
+
+
+def test_typer_runner_help_and_exit_codes():
+    from typer.testing import CliRunner
+
+    from elt.cli.main import app
+
+    r = CliRunner().invoke(app, ["--help"])
+    assert r.exit_code == 0
+    for cmd in ("run", "validate", "status"):
+        assert cmd in r.output
+    r = CliRunner().invoke(app, ["run", "--help"])
+    assert "--dry-run" in r.output and "--workdir" in r.output
+
+
+def test_dry_run_lists_planned_tasks(capsys):
+    assert main(["run", str(ROOT / "workflows/quickstart.yaml"), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "4 train tasks" in out and "explore tasks" in out and "label tasks (emt)" in out
+    assert not (ROOT / "workflows" / "quickstart").exists()  # nothing was run or written
