@@ -61,7 +61,11 @@ class SlurmPool(Strict):
     walltime: str = Field("01:00:00", description="Walltime of one worker job, HH:MM:SS or D-HH:MM:SS; "
                           "workers hand over before it ends and new jobs replace them.")
     cores: int = Field(1, ge=1, description="Cores per job (#SBATCH --cpus-per-task).")
-    memory: str = Field("2GB", description="Memory per job, e.g. '4GB' (#SBATCH --mem).")
+    memory: str = Field("2GB", description="Memory per job, e.g. '4GB' (#SBATCH --mem); the Dask workers' "
+                        "memory limit.")
+    memory_request: Literal["per-job", "per-cpu", "none"] = Field(
+        "per-job", description="How the job asks SLURM for memory: per-job (--mem=memory), per-cpu "
+        "(--mem-per-cpu=memory/cores, for sites that refuse --mem) or none (the site assigns it by cores).")
     processes: int = Field(1, ge=1, description="Dask worker processes per job; must divide cores.")
     ntasks: int = Field(1, ge=1, description="SLURM tasks per job (#SBATCH --ntasks): 1 for Python work; the "
                         "number of MPI ranks for label programs started with an srun/mpirun launcher "

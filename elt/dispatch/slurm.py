@@ -47,11 +47,12 @@ def _log_dir(profile, run_dir: Optional[Path]) -> str:
     return str(Path(run_dir) / "slurm-logs") if run_dir is not None else "slurm-logs"
 
 
-def slurm_memory(text: str) -> str:
-    """A size as SLURM's --mem wants it: '32GB' and '32GiB' → '32G' (SLURM's G is GiB; the Dask
-    worker's memory limit stays at 32e9 bytes, a little below, which leaves room)."""
+def slurm_memory(text: str, divide: int = 1) -> str:
+    """A size (divided by ``divide``) as SLURM's --mem wants it: '32GB' and '32GiB' → '32G'
+    (SLURM's G is GiB; the Dask worker's memory limit stays at 32e9 bytes, a little below, which
+    leaves room)."""
     m = re.match(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)", text.strip(), re.IGNORECASE)
-    number, unit = float(m.group(1)), (m.group(2) or "").upper()
+    number, unit = float(m.group(1)) / divide, (m.group(2) or "").upper()
     if not unit:  # plain bytes
         return f"{max(1, math.ceil(number / 2**20))}M"
     if number != int(number):  # 1.5GB -> 1536M
@@ -69,6 +70,10 @@ def job_options(profile, pool_name: str, log_dir: str) -> dict[str, Any]:
     if pool.ntasks > 1:  # MPI ranks: SLURMJob's "-n 1" and "--cpus-per-task=cores" give way
         skip = ["#SBATCH -n 1", "--cpus-per-task"]
         directives += [f"--ntasks={pool.ntasks}", f"--cpus-per-task={pool.cores // pool.ntasks}"]
+    if pool.memory_request != "per-job":  # sites that refuse --mem
+        skip.append("--mem")
+        if pool.memory_request == "per-cpu":
+            directives.append(f"--mem-per-cpu={slurm_memory(pool.memory, divide=pool.cores)}")
     if pool.qos:
         directives.append(f"--qos={pool.qos}")
     directives += pool.extra_sbatch
@@ -176,8 +181,9 @@ class SlurmDaskCluster(Cluster):
         if p.interface and "host" not in options:
             options.setdefault("interface", p.interface)
         try:
+            # distributed's own INFO chatter (worker registered ...) stays quiet, as for the local cluster
             self.cluster = SpecCluster(workers={}, scheduler={"cls": Scheduler, "options": options},
-                                       name="elt-slurm", silence_logs=False)
+                                       name="elt-slurm", silence_logs=logging.ERROR)
         except Exception as e:
             raise DispatchError(f"could not start the Dask scheduler with options {options}: {e}",
                                 hint="check `interface` (see `ip addr`) and scheduler_options (port in use?)") from e

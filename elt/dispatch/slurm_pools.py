@@ -136,7 +136,7 @@ class PoolScaler:
             if workers:
                 if not job.seen:
                     self._event(f"{job.name} (job {job.job_id}) connected after "
-                                f"{now - job.submitted:.1f} s")
+                                f"{now - job.submitted:.1f} s", logging.DEBUG)
                 job.seen, job.last_seen = True, now
                 self.start_failures[job.pool] = 0
                 busy = any(ws.processing for ws in workers)
@@ -269,7 +269,7 @@ class PoolScaler:
             if job is not None:
                 job.job_id = getattr(self.cluster.workers.get(name), "job_id", None)
                 job.submitted = time.monotonic()
-                self._event(f"{name}: submitted job {job.job_id}")
+                self._event(f"{name}: submitted job {job.job_id}", logging.DEBUG)
 
     async def _retire(self, pool: str, jobs: list[JobRecord], count: int, by_name: dict, now: float) -> None:
         idle_timeout = self.profile.pools[pool].idle_timeout
@@ -311,8 +311,7 @@ class PoolScaler:
 
     def _start_failed_pool(self, pool: str, message: str, hint: Optional[str] = None) -> None:
         self.start_failures[pool] += 1
-        self._event(message)
-        log.error("%s", message)
+        self._event(message, logging.ERROR)
         err = DispatchError(message, hint=hint)
         self.last_error[pool] = err
         if self.start_failures[pool] >= MAX_START_FAILURES or "sbatch refused" in message:
@@ -338,10 +337,10 @@ class PoolScaler:
             for key in keys:
                 recs = sched.transition(key, "erred", stimulus_id=stimulus, exception=exc, cause=key)
                 sched.transitions(recs, stimulus)
-            self._event(f"{len(keys)} task(s) waiting for broken pool {pool!r} marked failed")
+            self._event(f"{len(keys)} task(s) waiting for broken pool {pool!r} marked failed", logging.ERROR)
 
-    def _event(self, text: str) -> None:
-        log.info("%s", text)
+    def _event(self, text: str, level: int = logging.INFO) -> None:
+        log.log(level, "%s", text)
         self.events.append(text)
 
     # ------------------------------------------------------------------ inspection

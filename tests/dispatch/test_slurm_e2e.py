@@ -61,3 +61,30 @@ def test_emt_workflow_runs_on_slurm_pools(slurm, tmp_path):
         jobs_by_kind[kind].add(job)
     assert {"train", "explore", "label"} <= set(jobs_by_kind), jobs_by_kind
     assert ends >= 2 + 2 + 4          # training of 2 members, 2 walkers, the initial labels at least
+
+
+def test_driver_recipe_runs_the_workflow_inside_a_slurm_job(slurm, tmp_path):
+    """examples/driver.sbatch as shipped: the driver is a SLURM job and submits its worker jobs."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    wf = tmp_path / "wf.yaml"
+    wf.write_text(yaml.safe_dump({**WORKFLOW, "name": "driven"}))
+    log = tmp_path / "driver.out"
+    # command-line options override the recipe's #SBATCH lines (partition, size, time, log)
+    out = subprocess.run(["sbatch", "--wait", "--parsable", "-p", "debug", "--cpus-per-task=1", "--mem=2G",
+                          "-t", "00:10:00", "-o", str(log), str(root / "examples" / "driver.sbatch"),
+                          str(wf), str(PROFILE_DIR / "slurm-localhost.yaml")],
+                         capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    text = log.read_text() if log.exists() else ""
+    assert out.returncode == 0, (out.stderr, text[-3000:])
+    driver_job = out.stdout.strip().split(";")[0]
+    assert f"elt driver: job {driver_job}" in text
+    run_dir = tmp_path / "driven"
+    jobs = set()
+    for line in (run_dir / "journal.log").read_text().splitlines():
+        ev = json.loads(line)
+        if ev["event"] == "end":
+            jobs.add(ev["slurm_job_id"])
+    assert jobs and driver_job not in jobs and None not in jobs   # every task ran in a worker job
+    assert {f.stem.split("-")[2] for f in (run_dir / "slurm-logs").glob("*.err")} >= jobs

@@ -91,6 +91,16 @@ def test_mpi_pool_asks_for_ranks_not_one_task():
     assert "-o slurm-logs/elt-dft-%j.out" in d                   # no run dir: relative to the submit dir
 
 
+@pytest.mark.parametrize("request_,expected", [("per-job", "--mem=8G"), ("per-cpu", "--mem-per-cpu=2G"),
+                                               ("none", None)])
+def test_memory_request_styles(request_, expected):
+    p = parse_profile({"kind": "slurm", "pools": {"a": {"cores": 4, "memory": "8GB", "memory_request": request_}}})
+    script = job_scripts(p)["a"]
+    mem = [d for d in directives(script) if d.startswith("--mem")]
+    assert mem == ([expected] if expected else [])
+    assert "--memory-limit 7.45GiB" in worker_command(script)   # Dask's limit either way
+
+
 def test_lifetime_margin_is_respected():
     p = parse_profile({"kind": "slurm", "pools": {"a": {"walltime": "00:30:00", "lifetime_margin": 300}}})
     cmd = worker_command(job_scripts(p)["a"])
@@ -101,6 +111,7 @@ def test_lifetime_margin_is_respected():
                                            ("1.5GB", "1536M"), ("2g", "2G")])
 def test_slurm_memory(text, expected):
     assert slurm_memory(text) == expected
+    assert slurm_memory("8GB", divide=3) == "2731M"
 
 
 def test_walltime_seconds():
