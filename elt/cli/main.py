@@ -140,6 +140,14 @@ try:  # optional command groups written by their own modules
 except ImportError:  # pragma: no cover
     pass
 
+# reports (elt/cli/report.py) and data in/out (elt/cli/data.py)
+from elt.cli.data import export as _export, init as _init  # noqa: E402
+from elt.cli.report import report as _report  # noqa: E402
+
+app.command("report")(_report)
+app.command("export")(_export)
+app.command("init")(_init)
+
 
 def main(argv: Optional[list[str]] = None) -> int:
     """Entry point: run the typer app and map elt errors to messages and exit codes."""

@@ -49,15 +49,17 @@ def read_structure_file(path: Path, index: str = ":", fmt: str | None = None) ->
     try:
         out = read(str(path), index=index, format=fmt)
     except Exception as e:
+        complaint = _complaint(e)
         # pymatgen reads some CIF/POSCAR files that ASE's readers reject
         try:
-            from pymatgen.core import Structure
-            from pymatgen.io.ase import AseAtomsAdaptor
-
-            out = AseAtomsAdaptor.get_atoms(Structure.from_file(str(path)))
-        except Exception:
-            raise SetupError(f"cannot read structure file {path}: {e}",
-                             hint="check the file, or give `format:` (e.g. vasp, cif, extxyz)") from None
+            out = _read_pymatgen(path)
+        except ImportError:
+            raise SetupError(f"cannot read structure file {path}: {complaint}",
+                             hint="check the file, or give `format:` (e.g. vasp, cif, extxyz, db); "
+                                  "`pip install pymatgen` adds a second reader for CIF/POSCAR") from None
+        except Exception as e2:
+            raise SetupError(f"cannot read structure file {path}: {complaint} (pymatgen: {_complaint(e2)})",
+                             hint="check the file, or give `format:` (e.g. vasp, cif, extxyz, db)") from None
     frames = out if isinstance(out, list) else [out]
     if not frames:
         raise SetupError(f"structure file {path} holds no frames at index {index!r}")
@@ -66,10 +68,39 @@ def read_structure_file(path: Path, index: str = ":", fmt: str | None = None) ->
     return frames
 
 
+def _complaint(e: Exception) -> str:
+    text = str(e).strip() or type(e).__name__
+    return text if len(text) < 400 else text[:400] + " ..."
+
+
+def _read_pymatgen(path: Path) -> Atoms:
+    from pymatgen.core import Structure
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    return AseAtomsAdaptor.get_atoms(Structure.from_file(str(path)))
+
+
+def _origin(spec, base_dir: Path, i: int, n: int) -> str:
+    if spec.kind == "file":
+        p = Path(spec.path) if Path(spec.path).is_absolute() else base_dir / spec.path
+        return f"{p} frame {i}" if n > 1 else str(p)
+    if spec.kind == "bulk":
+        return f"bulk {spec.element}"
+    return f"molecule {spec.name}"
+
+
 def start_structures(system, base_dir: Path) -> list[Atoms]:
+    """The start structures of ``system``; when ``system.elements`` is given, structures holding
+    other elements are an error that names them."""
+    from elt.data.checks import check_elements
+
     out: list[Atoms] = []
-    for spec in system.structures:
-        out.extend(build_structure(spec, base_dir))
+    origins: list[str] = []
+    for k, spec in enumerate(system.structures):
+        frames = build_structure(spec, base_dir)
+        out.extend(frames)
+        origins.extend(f"system.structures[{k}] ({_origin(spec, base_dir, i, len(frames))})" for i in range(len(frames)))
+    check_elements(out, system.elements, origins, "the start structures")
     return out
 
 

@@ -1,33 +1,138 @@
-"""`elt status`: one screen on where a run stands, from stored state only."""
+"""`elt status`: one screen on where a run stands, from stored state only (works while it runs).
+
+Sources: ``state.db`` (finished iterations and tasks), ``journal.log`` (which tasks started and
+ended, and when) and the driver lock (is a driver running). The time left in the current iteration
+is estimated from the phase times of the last finished iterations.
+"""
 
 from __future__ import annotations
 
 import json
 import time
 from pathlib import Path
+from typing import Optional
 
 from elt.engine.runner import summary_line
 from elt.engine.state import holder, open_readonly
 
+PHASES = ("train", "explore", "select", "label")
+RECENT = 3  # phase times are averaged over this many last iterations
 
-def status_dict(run_dir: Path) -> dict:
+
+def read_journal(run_dir: Path) -> list[dict]:
+    """Events of ``RUN_DIR/journal.log`` (t, event, task = 'kind:id', host, pid); torn lines skipped."""
+    p = Path(run_dir) / "journal.log"
+    out = []
+    if p.exists():
+        for line in p.read_text(errors="replace").splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue
+    return out
+
+
+def mean_phase_seconds(records: list[dict], recent: int = RECENT) -> dict[str, float]:
+    """Mean seconds of each phase over the last ``recent`` finished iterations."""
+    last = [r.get("seconds") or {} for r in records[-recent:]]
+    out = {}
+    for p in PHASES:
+        vals = [s[p] for s in last if p in s]
+        if vals:
+            out[p] = sum(vals) / len(vals)
+    return out
+
+
+def estimate_remaining(means: dict[str, float], phase: str, phase_elapsed: float) -> Optional[float]:
+    """Seconds left in the iteration: what the current phase usually takes beyond its elapsed time,
+    plus the usual time of the phases after it. None without past iterations."""
+    if not means or phase not in PHASES:
+        return None
+    i = PHASES.index(phase)
+    left = max(0.0, means.get(phase, 0.0) - phase_elapsed)
+    return left + sum(means.get(p, 0.0) for p in PHASES[i + 1:])
+
+
+def current_position(records: list[dict], tasks: list[dict], events: list[dict], now: float) -> dict:
+    """The iteration in progress: its phase, tasks finished per kind, tasks running (started in the
+    journal and not ended), elapsed times and the estimate of the time left."""
+    it = records[-1]["iteration"] + 1 if records else 0
+    t0 = records[-1].get("finished") if records else None
+    if t0 is None:
+        starts = [e["t"] for e in events if e.get("event") == "start"]
+        t0 = min(starts) if starts else None
+    done = {}
+    for t in tasks:
+        if t["iteration"] == it:
+            done[t["kind"]] = done.get(t["kind"], 0) + 1
+    recent = [e for e in events if t0 is None or e["t"] >= t0]
+    started = {}
+    ended = set()
+    for e in recent:
+        kind = str(e.get("task", "")).split(":", 1)[0]
+        if e.get("event") == "start":
+            started.setdefault(kind, []).append(e)
+        else:
+            ended.add(e.get("task"))
+    phase = "train"
+    for k in ("label", "explore"):
+        if done.get(k) or started.get(k):
+            phase = k
+            break
+    phase_t0 = min((e["t"] for e in started.get(phase, [])), default=t0)
+    running = {}
+    for k, evs in started.items():
+        n = len({e["task"] for e in evs} - ended)
+        if n:
+            running[k] = n
+    means = mean_phase_seconds(records)
+    phase_elapsed = now - phase_t0 if phase_t0 is not None else 0.0
+    return {"iteration": it, "phase": phase, "tasks_done": done, "running": running,
+            "elapsed_s": (now - t0) if t0 is not None else None, "phase_elapsed_s": phase_elapsed,
+            "eta_s": estimate_remaining(means, phase, phase_elapsed), "phase_means_s": means,
+            "stage": records[-1].get("stage") if records else 0}
+
+
+def status_dict(run_dir: Path, now: Optional[float] = None) -> dict:
+    now = time.time() if now is None else now
     with open_readonly(run_dir) as st:
         recs = st.iterations()
         counts = st.count_tasks()
+        tasks = st.tasks()
         final = st.get_meta("final")
         test = st.get_meta("test")
         last_task = st.db.execute("SELECT kind, iteration, finished FROM tasks ORDER BY finished DESC LIMIT 1").fetchone()
+    driver = holder(Path(run_dir))
+    cur = None
+    if not final:
+        cur = current_position(recs, tasks, read_journal(Path(run_dir)), now)
+        if not driver:
+            cur["running"] = {}  # nothing runs without a driver: started tasks were interrupted
+            cur["eta_s"] = None
     return {
         "run_dir": str(Path(run_dir).resolve()),
-        "driver": holder(Path(run_dir)),
+        "driver": driver,
         "iterations_done": len(recs),
         "last": recs[-1] if recs else None,
+        "current": cur,
         "tasks_done": counts,
-        "last_task": {"kind": last_task[0], "iteration": last_task[1], "ago_s": time.time() - last_task[2]} if last_task else None,
+        "last_task": {"kind": last_task[0], "iteration": last_task[1], "ago_s": now - last_task[2]} if last_task else None,
+        "phase_seconds": {r["iteration"]: r.get("seconds", {}) for r in recs},
         "final": json.loads(final) if final else None,
         "test": json.loads(test) if test else None,
         "records": recs,
     }
+
+
+def _dur(s: Optional[float]) -> str:
+    if s is None:
+        return "unknown"
+    s = max(0.0, s)
+    if s < 120:
+        return f"{s:.0f} s"
+    if s < 7200:
+        return f"{s / 60:.1f} min"
+    return f"{s / 3600:.1f} h"
 
 
 def status_text(run_dir: Path) -> str:
@@ -36,9 +141,21 @@ def status_text(run_dir: Path) -> str:
              f"driver: {s['driver'] or 'not running'}",
              f"iterations finished: {s['iterations_done']}; tasks finished: "
              + ", ".join(f"{k} {v}" for k, v in sorted(s["tasks_done"].items()))]
+    cur = s["current"]
+    if cur:
+        lines.append(f"current: iteration {cur['iteration']}, phase {cur['phase']}"
+                     + (f" for {_dur(cur['phase_elapsed_s'])}" if s["driver"] else " (interrupted; `elt run` resumes)"))
+        if cur["tasks_done"]:
+            lines.append("  finished in this iteration: " + ", ".join(f"{k} {v}" for k, v in sorted(cur["tasks_done"].items())))
+        if cur["running"]:
+            lines.append("  running: " + ", ".join(f"{k} {v}" for k, v in sorted(cur["running"].items())))
+        if s["driver"]:
+            lines.append(f"  estimated time to the end of the iteration: {_dur(cur['eta_s'])}"
+                         + (" (from the phase times of the last iterations)" if cur["eta_s"] is not None else
+                            " (no finished iteration to estimate from)"))
     if s["last_task"]:
         lt = s["last_task"]
-        lines.append(f"last task finished: {lt['kind']} of iteration {lt['iteration']}, {lt['ago_s']:.0f} s ago")
+        lines.append(f"last task finished: {lt['kind']} of iteration {lt['iteration']}, {_dur(lt['ago_s'])} ago")
     for r in s["records"]:
         secs = r.get("seconds", {})
         lines.append(summary_line(r) + " | " + " ".join(f"{k} {v:.0f}s" for k, v in secs.items()))

@@ -1,0 +1,40 @@
+"""Small statistics for reports, numpy only: rank correlation and force errors."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks 1..n, ties get their average rank."""
+    order = np.argsort(x, kind="mergesort")
+    ranks = np.empty(len(x), dtype=np.float64)
+    ranks[order] = np.arange(1, len(x) + 1)
+    uniq, inv, cnt = np.unique(x, return_inverse=True, return_counts=True)
+    if len(uniq) < len(x):
+        sums = np.bincount(inv, weights=ranks)
+        ranks = (sums / cnt)[inv]
+    return ranks
+
+
+def spearman(x, y) -> Optional[float]:
+    """Spearman rank correlation of two samples; None for fewer than 3 finite pairs or a constant sample."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    if len(x) < 3:
+        return None
+    rx, ry = _ranks(x), _ranks(y)
+    sx, sy = rx.std(), ry.std()
+    if sx == 0 or sy == 0:
+        return None
+    return float(np.mean((rx - rx.mean()) * (ry - ry.mean())) / (sx * sy))
+
+
+def force_errors(pred: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
+    """(max over atoms of |F_pred - F_ref|, RMS over components) in eV/Å."""
+    d = np.asarray(pred, dtype=np.float64) - np.asarray(ref, dtype=np.float64)
+    return float(np.linalg.norm(d, axis=1).max()), float(np.sqrt(np.mean(d ** 2)))
