@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from distributed.diagnostics.plugin import SchedulerPlugin
+
 from elt.errors import DispatchError
 
 log = logging.getLogger(__name__)
@@ -83,35 +85,47 @@ class PoolScaler:
         self.failure: Optional[DispatchError] = None
         self.events: deque[str] = deque(maxlen=500)  # notable events, newest last (logs and tests)
         self._counter = 0
-        self._last_squeue = 0.0
+        self._squeue_tried = 0.0                 # last squeue call (rate limit)
+        self._squeue_at = 0.0                    # last *successful* squeue snapshot
         self._squeue: dict[str, str] = {}
         self._surplus_since: dict[str, Optional[float]] = {p: None for p in profile.pools}
         self._task: Optional[asyncio.Task] = None
         self._stopped = False
+        self._wake: Optional[asyncio.Event] = None
+        self._connected = _ConnectLog()
         self.default_pool = profile.pool_for("explore")
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
+        self._wake = asyncio.Event()
+        self._connected = _ConnectLog()
+        self.cluster.scheduler.add_plugin(self._connected, name="elt-connect-log")
         await self.step()
         self._task = asyncio.ensure_future(self._run())
 
     async def stop(self) -> None:
+        """Stop after the current step (never in the middle of an sbatch, which would leave a
+        job nobody tracks)."""
         self._stopped = True
+        if self._wake is not None:
+            self._wake.set()
         if self._task is not None:
-            self._task.cancel()
             try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
+                await asyncio.wait_for(self._task, timeout=120)
+            except (asyncio.TimeoutError, asyncio.CancelledError, Exception):
                 pass
             self._task = None
 
     async def _run(self) -> None:
         while not self._stopped:
-            await asyncio.sleep(self.interval)
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
+            except asyncio.TimeoutError:
+                pass
+            if self._stopped:
+                break
             try:
                 await self.step()
-            except asyncio.CancelledError:
-                raise
             except Exception:  # keep scaling even if one step hits a transient SLURM error
                 log.exception("SLURM pool scaling step failed")
 
@@ -133,6 +147,10 @@ class PoolScaler:
                 w = self.cluster.workers.get(job.name)
                 job.job_id = getattr(w, "job_id", None)
             workers = [by_name[n] for n in job.worker_names if n in by_name]
+            if not job.seen and any(n in self._connected.names for n in job.worker_names):
+                # connected and gone again between two steps (e.g. killed at once): still seen
+                job.seen, job.last_seen = True, now - 0.001
+                self.start_failures[job.pool] = 0
             if workers:
                 if not job.seen:
                     self._event(f"{job.name} (job {job.job_id}) connected after "
@@ -156,9 +174,9 @@ class PoolScaler:
 
     async def _poll_squeue(self, now: float) -> None:
         interval = self._squeue_interval(now)
-        if interval is None or now - self._last_squeue < interval:
+        if interval is None or now - self._squeue_tried < interval:
             return
-        self._last_squeue = now
+        self._squeue_tried = now
         try:
             out = await asyncio.to_thread(
                 subprocess.run, ["squeue", "--me", "-h", "-o", "%i %T"],
@@ -170,6 +188,7 @@ class PoolScaler:
             log.warning("squeue failed: %s", out.stderr.strip())
             return
         self._squeue = dict(line.split(None, 1) for line in out.stdout.splitlines() if line.strip())
+        self._squeue_at = now
         for job in self.jobs.values():
             if job.job_id is None:
                 continue
@@ -184,7 +203,7 @@ class PoolScaler:
             if job.job_id is None or (job.seen and job.last_seen == now):
                 continue
             listed = job.slurm_state in ACTIVE_STATES and job.job_id in self._squeue
-            checked = self._last_squeue > job.submitted
+            checked = self._squeue_at > job.submitted   # a snapshot taken after the job was queued
             if job.seen:
                 if (checked and not listed) or now - job.last_seen > LOST_GRACE:
                     self._event(f"{job.name} (job {job.job_id}) lost its workers "
@@ -350,6 +369,19 @@ class PoolScaler:
             jobs = [j for j in self.jobs.values() if j.pool == pool]
             out[pool] = {"jobs": len(jobs), "connected": sum(j.seen for j in jobs)}
         return out
+
+
+class _ConnectLog(SchedulerPlugin):
+    """Scheduler plugin: names of every worker that ever connected (a worker may come and go
+    between two scaling steps)."""
+
+    def __init__(self):
+        self.names: set = set()
+
+    def add_worker(self, scheduler, worker: str) -> None:
+        ws = scheduler.workers.get(worker)
+        if ws is not None:
+            self.names.add(ws.name)
 
 
 def _slurm_message(e: BaseException) -> str:

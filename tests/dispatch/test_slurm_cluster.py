@@ -202,9 +202,14 @@ def test_tasks_fail_instead_of_waiting_forever_when_a_pool_cannot_start(slurm, t
 
 
 def test_idle_jobs_are_cancelled_down_to_min_jobs(slurm, tmp_path):
-    prof = localhost_profile(tmp_path / "logs", pools=one_pool(idle_timeout=1, max_jobs=2))
+    # two Dask worker processes per job: both are recognised as the job's (names elt-a-N-0/-1)
+    prof = localhost_profile(tmp_path / "logs", pools=one_pool(idle_timeout=1, max_jobs=2, cores=2, processes=2))
     with open_cluster(prof, tmp_path) as c:
-        job_id, _ = c.client.submit(where_am_i, 0.0, pure=False, **c.submit_options("train")).result(timeout=120)
+        futs = [c.client.submit(where_am_i, 1.0, pure=False, **c.submit_options("train")) for _ in range(2)]
+        (job_id, _), (other, _) = c.client.gather(futs, errors="raise")
+        assert job_id == other                          # 2 tasks, 2 slots in one job: one job
+        workers = {w["name"] for w in c.client.scheduler_info()["workers"].values()}
+        assert workers == {"elt-a-1-0", "elt-a-1-1"}
         t0 = time.monotonic()
         while c.scaler.jobs:
             assert time.monotonic() - t0 < 30, f"idle job kept: {list(c.scaler.events)}"
