@@ -111,6 +111,8 @@ class CP2KLabeler(Labeler):
         if rc != 0:
             reason = "killed" if rc < 0 else "nonzero_exit"
             what = f"killed by signal {-rc}" if rc < 0 else f"exited with status {rc}"
+            abort = cp2k_output.abort_message(out or "")
+            what += f": {abort}" if abort else ""
             raise self._infra(f"CP2K {what}", reason, workdir, out)
         if out is None:
             raise self._infra("CP2K exited 0 but wrote no output file", "output_missing", workdir, out)

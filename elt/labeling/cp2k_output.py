@@ -45,6 +45,21 @@ def scf_failed(text: str) -> bool:
     return SCF_NOT_CONVERGED in text
 
 
+def abort_message(text: str) -> str:
+    """The words inside CP2K's last ``[ABORT]`` box (e.g. "invalid value for enumeration:X"), or ''."""
+    lines = text.splitlines()
+    starts = [n for n, line in enumerate(lines) if "[ABORT]" in line]
+    if not starts:
+        return ""
+    words = []
+    for line in lines[starts[-1] - 2: starts[-1] + 8]:
+        body = line.strip().strip("*").strip()
+        body = re.sub(r"^(\[ABORT\]|[/\\|_O ]+)(?=\s|$)", "", body).strip()
+        if body and not re.fullmatch(r"[\w/.]+\.F:\d+", body):
+            words.append(body)
+    return " ".join(words)
+
+
 def parse(text: str, symbols: list[str]) -> Result:
     """Parse a finished ENERGY_FORCE run of ``len(symbols)`` atoms; raise :class:`OutputError`."""
     energy = _energy(text)

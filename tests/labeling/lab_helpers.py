@@ -1,0 +1,31 @@
+"""Shared frames and helpers of the labeler tests."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+from ase import Atoms
+
+CP2K_BINARY = shutil.which("cp2k.psmp")
+NO_CP2K = "cp2k.psmp is not on PATH (CI installs it with .ci/install_cp2k.sh; locally: apt-get install cp2k)"
+
+
+def h2_frame() -> Atoms:
+    """H2 stretched to 0.825 Å (equilibrium ~0.75), tilted against the axes: the bond force is
+    restoring, a few eV/Å, and no grid symmetry makes it vanish."""
+    return Atoms("H2", positions=[[0.0, 0.0, 0.0], [0.49, 0.34, 0.57]])
+
+
+def bond_unit(atoms: Atoms) -> np.ndarray:
+    d = atoms.positions[1] - atoms.positions[0]
+    return d / np.linalg.norm(d)
+
+
+def si2_frame() -> Atoms:
+    """Primitive diamond Si (fcc cell, not orthogonal) with one atom displaced."""
+    from ase.build import bulk
+
+    a = bulk("Si", "diamond", a=5.43)
+    a.positions[0] += [0.08, -0.05, 0.03]
+    return a
