@@ -166,7 +166,7 @@ class PySCFLabeler(Labeler):
             system.spin = cfg.spin
             system.verbose = 4
             system.stdout = open(workdir / "pyscf.log", "w")  # not .output: PySCF would print the path
-            system.build()
+            system.build(parse_arg=False)  # never read sys.argv (pytest, dask-worker)
         except Exception as e:  # basis/pseudo unknown, charge and spin inconsistent: every frame would fail
             raise CalculationError(f"PySCF rejected the system: {type(e).__name__}: {e}", reason="input_rejected",
                                    physics=True, workdir=str(workdir),
