@@ -25,6 +25,18 @@ stop() {  # name pidfile
     say "$name: stopped (pid $pid)"
 }
 
+# jobs still queued or running on this SLURM are cancelled first (no orphaned worker processes)
+if [ -f "$DIR/slurm.conf" ] && [ -f "$DIR/slurmctld.pid" ] && kill -0 "$(cat "$DIR/slurmctld.pid")" 2>/dev/null; then
+    jobs=$(SLURM_CONF="$DIR/slurm.conf" squeue -h -o %i 2>/dev/null | tr '\n' ' ')
+    if [ -n "${jobs// }" ]; then
+        say "cancelling jobs: $jobs"
+        SLURM_CONF="$DIR/slurm.conf" $SUDO scancel $jobs || true
+        for _ in $(seq 30); do
+            [ -z "$(SLURM_CONF="$DIR/slurm.conf" squeue -h -o %i 2>/dev/null)" ] && break; sleep 0.5
+        done
+    fi
+fi
+
 stop slurmd "$DIR/slurmd.pid"
 stop slurmctld "$DIR/slurmctld.pid"
 stop munged "$DIR/munge/munged.pid"
