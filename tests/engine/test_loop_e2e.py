@@ -121,6 +121,12 @@ def test_changed_labeling_is_refused_and_allowed_changes_continue(tmp_path, caps
     assert dataset(branched)[:4 + recs[0]["labels_ok"]] == dataset(run_dir)[:4 + recs[0]["labels_ok"]]
 
 
+def _starts(journal: Path) -> list[str]:
+    if not journal.exists():
+        return []
+    return [json.loads(x)["task"] for x in journal.read_text().splitlines() if '"start"' in x]
+
+
 def _driver(wf: Path, log):
     return subprocess.Popen([sys.executable, "-c", "from elt.cli.main import entry; entry()", "run", str(wf)],
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
@@ -136,19 +142,27 @@ def test_sigkill_anywhere_then_rerun_gives_the_same_data_and_labels_nothing_twic
     work = tmp_path / "killed"
     work.mkdir()
     wf = write_wf(work)
+    journal = work / "tiny" / "journal.log"
     rng = random.Random(5)
     log = open(work / "driver.log", "w")
-    kills = 0
-    for delay in [rng.uniform(4, 30) for _ in range(4)]:
+    kills = []
+    # kill during training, exploration and labeling (at a random moment after such a task
+    # started), and at a random moment of the whole run
+    for kind in ("train", "explore", "label", "train", None):
+        seen = _starts(journal)
         p = _driver(wf, log)
-        time.sleep(delay)
+        deadline = time.time() + 300
+        while kind and p.poll() is None and time.time() < deadline and not any(
+                t.startswith(kind + ":") for t in _starts(journal)[len(seen):]):
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 1.5) if kind else rng.uniform(3, 20))
         if p.poll() is None:
             os.killpg(p.pid, signal.SIGKILL)  # the driver and its workers, like a crashed node
-            kills += 1
+            kills.append(kind)
         p.wait()
     p = _driver(wf, log)
     assert p.wait(timeout=600) == 0, (work / "driver.log").read_text()[-3000:]
-    assert kills >= 2
+    assert len(kills) >= 3, kills
     assert dataset(work / "tiny") == reference
     ends = journal_ends(work / "tiny")
     labels = {t: n for t, n in ends.items() if t.startswith("label:")}
