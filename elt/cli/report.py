@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -39,11 +40,12 @@ def report(run_dir: Path = typer.Argument(..., help="Run directory (works while 
     if json_out:
         print(json.dumps(row if row is not None else rep, indent=1, allow_nan=False))
         return
-    con = Console(highlight=False, soft_wrap=False)
+    # piped output keeps whole lines: wide tables, paths never broken
+    con = Console(highlight=False, width=None if sys.stdout.isatty() else 240)
     if row is not None:
         print_detail(con, row)
     else:
         print_summary(con, rep)
     for kind, paths in written.items():
         for p in paths:
-            con.print(f"{kind}: {p}", markup=False)
+            con.print(f"{kind}: {p}", markup=False, soft_wrap=True)

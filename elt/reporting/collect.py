@@ -21,7 +21,7 @@ import numpy as np
 from elt.data.frames import FRAME_ID, MAX_DEVI_F, PRED_ENERGY, PRED_FORCES, SOURCE, labels_of, read_frames
 from elt.engine.state import holder, open_readonly
 from elt.reporting.modeldevi import MAX_DEVI_F as COL_F
-from elt.reporting.modeldevi import count_classes, read_model_devi, summarize
+from elt.reporting.modeldevi import count_classes, read_model_devi, stopped_on_bad_frame, summarize
 from elt.reporting.stats import force_errors, spearman
 
 REPORT_FORMAT = 1
@@ -106,6 +106,7 @@ def _walker_of_task(res: dict, rebase: Rebase) -> dict:
 def _attach_files(walkers: list[dict], lo: Optional[float], hi: Optional[float]) -> Optional[dict]:
     """Read each walker's model_devi.out; per-walker and iteration-wide statistics from the files."""
     tables = []
+    classes = Counter()
     for w in walkers:
         p = Path(w["model_devi_file"]) if w.get("model_devi_file") else None
         if p is None or not p.is_file():
@@ -115,14 +116,15 @@ def _attach_files(walkers: list[dict], lo: Optional[float], hi: Optional[float])
         tables.append(t)
         w["file"] = summarize(t) or {"frames": 0}
         if lo is not None and hi is not None:
-            w["file"]["classes"] = count_classes(t[:, COL_F], lo, hi)
+            w["file"]["classes"] = count_classes(t[:, COL_F], lo, hi, stopped_on_bad_frame(w.get("stop_reason")))
+            classes.update(w["file"]["classes"])
     if not tables:
         return None
-    allt = np.concatenate(tables) if tables else np.zeros((0, 8))
+    allt = np.concatenate(tables)
     out = summarize(allt) or {"frames": 0}
     out["walkers_with_file"] = len(tables)
     if lo is not None and hi is not None:
-        out["classes"] = count_classes(allt[:, COL_F], lo, hi)
+        out["classes"] = {k: classes.get(k, 0) for k in ("accurate", "candidate", "failed")}
     return out
 
 

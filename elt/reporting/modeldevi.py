@@ -31,10 +31,21 @@ def read_model_devi(path: Path) -> np.ndarray:
     return table
 
 
-def count_classes(max_devi_f: np.ndarray, lo: float, hi: float) -> dict[str, int]:
+# a walker that stopped for one of these reasons had its last recorded frame counted failed
+BAD_STOPS = ("nan", "too_close", "energy_spike")
+
+
+def stopped_on_bad_frame(stop_reason) -> bool:
+    return bool(stop_reason) and str(stop_reason).split(" ")[0] in BAD_STOPS
+
+
+def count_classes(max_devi_f: np.ndarray, lo: float, hi: float, last_failed: bool = False) -> dict[str, int]:
     """DP-GEN classes by the force criterion: accurate f < lo, candidate lo ≤ f < hi, failed
-    otherwise (NaN included)."""
-    f = np.asarray(max_devi_f, dtype=np.float64)
+    otherwise (NaN included). ``last_failed``: the last frame is failed whatever its deviation
+    (the frame that stopped its walker: nan, too_close, energy_spike)."""
+    f = np.array(max_devi_f, dtype=np.float64)
+    if last_failed and len(f):
+        f[-1] = np.nan
     acc = int(np.sum(f < lo))
     fail = int(np.sum(~(f < hi)))
     return {"accurate": acc, "candidate": int(len(f)) - acc - fail, "failed": fail}

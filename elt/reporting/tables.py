@@ -73,8 +73,10 @@ WALKER_COLUMNS = ("walker", "frames", "accurate", "candidate", "failed", "max de
 def walker_rows(r: dict) -> list[list[str]]:
     out = []
     for w in r["walker_list"]:
-        out.append([str(w.get("walker")), str(w.get("frames", "-")), str(w.get("accurate", "-")),
-                    str(w.get("candidate", "-")), str(w.get("failed", "-")), _num(w.get("max_devi_f_max"), ".4f"),
+        # classes by the iteration's trust levels (an adaptive lo is set after the walkers ran)
+        c = ((w.get("file") or {}).get("classes")) or w
+        out.append([str(w.get("walker")), str(w.get("frames", "-")), str(c.get("accurate", "-")),
+                    str(c.get("candidate", "-")), str(c.get("failed", "-")), _num(w.get("max_devi_f_max"), ".4f"),
                     str(w.get("candidates", "-")), str(w.get("labeled", "-")), str(w.get("labels_failed", "-")),
                     str(w.get("stop_reason") or "-"),
                     (w.get("model_devi_file") or "-") + ("" if w.get("file") else " (missing)")])
@@ -131,15 +133,15 @@ def _table(title: str, columns, rows):
 
 def print_summary(console, report: dict) -> None:
     for line in headline(report):
-        console.print(line, markup=False)
+        console.print(line, markup=False, soft_wrap=True)
     console.print(_table("iterations", COLUMNS, summary_rows(report)))
     if not report["iterations"] and not report.get("current"):
-        console.print("no iteration has finished tasks yet", markup=False)
+        console.print("no iteration has finished tasks yet", markup=False, soft_wrap=True)
 
 
 def print_detail(console, r: dict) -> None:
     for line in detail_lines(r):
-        console.print(line, markup=False)
+        console.print(line, markup=False, soft_wrap=True)
     console.print(_table("iteration", COLUMNS, [row_cells(r)]))
     console.print(_table("walkers", WALKER_COLUMNS, walker_rows(r)))
     if r["failures"]:
