@@ -30,12 +30,13 @@ WORKFLOW = {
 }
 
 
-def test_emt_workflow_runs_on_slurm_pools(slurm, tmp_path):
+def test_emt_workflow_runs_on_slurm_pools(slurm, tmp_path, capsys):
     wf = tmp_path / "wf.yaml"
     wf.write_text(yaml.safe_dump(WORKFLOW))
     run_dir = tmp_path / "run"
     profile = PROFILE_DIR / "slurm-localhost.yaml"
-    assert main(["run", str(wf), "--workdir", str(run_dir), "--cluster", str(profile)]) == 0
+    rc = main(["run", str(wf), "--workdir", str(run_dir), "--cluster", str(profile)])
+    assert rc == 0, capsys.readouterr().err[-3000:]
 
     with open_readonly(run_dir) as st:
         assert len(st.iterations()) == 1
