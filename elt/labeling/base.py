@@ -54,7 +54,10 @@ class Labeler(ABC):
     def compute(self, atoms: Atoms, workdir: Path) -> Labels:
         """Label one frame. ``workdir`` is this task's own directory (exists, may be reused on retry)."""
 
-    def check(self, elements: list[str]) -> list[str]:
+    def check(self, elements: list[str], periodic: Optional[bool] = None) -> list[str]:
         """Problems that would make every label fail (missing binary, unknown basis, element not
-        supported), each a sentence saying what to do. Empty list: ready."""
+        supported), each a sentence saying what to do. Empty list: ready.
+
+        ``periodic``: True when the frames are 3D periodic cells, False when they are molecules,
+        None when unknown or mixed; lets a backend also check its defaults for that kind of system."""
         return []

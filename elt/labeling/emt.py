@@ -28,7 +28,7 @@ class EMTLabeler(Labeler):
             raise CalculationError("EMT returned a non-finite energy or force", reason="non_finite", physics=True)
         return Labels(float(energy), forces, stress)
 
-    def check(self, elements):
+    def check(self, elements, periodic=None):
         bad = sorted(set(elements) - EMT_ELEMENTS)
         if bad:
             return [f"EMT has no parameters for {', '.join(bad)}; it covers {', '.join(sorted(EMT_ELEMENTS))}. "

@@ -80,7 +80,7 @@ def test_pickles_and_checks(labeled, cfg, energy_range, dft):
     assert type(again) is type(labeler) and again.config == labeler.config
     back = pickle.loads(pickle.dumps(labels))
     assert back.energy == labels.energy and np.array_equal(back.forces, labels.forces)
-    assert labeler.check(["H"]) == []
+    assert labeler.check(["H"]) == [] and labeler.check(["H"], periodic=False) == []
 
 
 def test_registry_knows_the_builtins():

@@ -131,3 +131,27 @@ def test_partly_periodic_and_broken_frames_are_physics_failures(tmp_path):
     with pytest.raises(CalculationError) as ei:
         label(fused, tmp_path)
     assert ei.value.physics and ei.value.reason == "bad_geometry" and "0.100 Å" in ei.value.message
+
+
+def test_dispersion_adds_pyscf_dispersion_terms(tmp_path):
+    """D3(BJ) through pyscf-dispersion: the labels change by exactly the D3 energy and gradient that
+    the dispersion package computes on its own."""
+    pytest.importorskip("pyscf.dispersion", reason="pip install pyscf-dispersion to test label.dispersion")
+    from pyscf import gto
+    from pyscf.dispersion import dftd3
+
+    from elt.units import HARTREE_PER_BOHR_TO_EV_PER_ANGSTROM, HARTREE_TO_EV
+
+    a = molecule("H2O")
+    b = molecule("H2O")
+    b.positions += [0.3, 0.1, 2.9]
+    a += b
+    plain = label(a, tmp_path, basis="sto-3g", grids_level=1)  # a coarse grid: the same in both runs
+    d3 = label(a, tmp_path, basis="sto-3g", grids_level=1, dispersion="d3bj")
+    mol = gto.M(atom=[(s, p) for s, p in zip(a.get_chemical_symbols(), a.positions)], unit="Angstrom",
+                basis="sto-3g", verbose=0)
+    ref = dftd3.DFTD3Dispersion(mol, xc="pbe", version="d3bj").get_dispersion(grad=True)
+    assert ref["energy"] < 0
+    assert d3.energy - plain.energy == pytest.approx(ref["energy"] * HARTREE_TO_EV, abs=1e-6)
+    assert np.allclose(d3.forces - plain.forces, -np.asarray(ref["gradient"]) * HARTREE_PER_BOHR_TO_EV_PER_ANGSTROM,
+                       atol=1e-5)
