@@ -252,4 +252,4 @@ def load_profile(ref: str | os.PathLike | dict | None, base_dir: Path | None = N
     if ref == "local":
         return LocalProfile()
     raise ConfigError(f"cluster profile {ref!r} not found",
-                      hint="give a path to a profile YAML, a name in cluster_profiles/ (local, slurm), or an inline mapping")
+                      hint="give a path to a profile YAML, a name in cluster_profiles/ (local, slurm, slurm-localhost, address), or an inline mapping")
