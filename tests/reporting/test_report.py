@@ -207,3 +207,34 @@ def test_reporting_imports_neither_torch_nor_dask():
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'dask', 'distributed'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_failed_labels_are_reported_with_reason_walker_and_task_dir(tiny_run, tmp_path, capsys):
+    """A label that failed is recorded by the loop in the iteration record (reason, message, task
+    folder); the report shows it in the table, and in the detail with its walker and folder."""
+    copy = tmp_path / "failed"
+    shutil.copytree(tiny_run, copy)
+    with open_readonly(copy) as st:
+        rec = st.iterations()[1]
+        explore = [t["result"] for t in st.tasks(kind="explore", iteration=1)]
+    walker = next(r for r in explore if r["candidates"])
+    fid = walker["candidates"][-1]["frame_id"]
+    workdir = copy / "label" / "0123456789abcdef"
+    workdir.mkdir()
+    rec["failures"] = [{"task": "0123456789abcdef", "frame_id": fid, "reason": "scf_not_converged",
+                        "message": "SCF did not converge in 100 cycles", "physics": True, "workdir": str(workdir)}]
+    rec["labels_failed"] = 1
+    db = sqlite3.connect(copy / "state.db")
+    with db:
+        db.execute("UPDATE iterations SET record=? WHERE iteration=1", (json.dumps(rec),))
+    db.close()
+    row = iteration_row(collect(copy), 1)
+    assert row["failure_reasons"] == {"scf_not_converged": 1}
+    assert row["failures"][0]["task_dir"] == str(workdir)
+    w = next(x for x in row["walker_list"] if x["walker"] == walker["walker"])
+    assert w["labels_failed"] == 1
+    assert "scf_not_converged ×1" in row_cells(row)[9] and row_cells(row)[8].endswith("-1")
+    capsys.readouterr()
+    assert main(["report", str(copy), "-i", "1", "--no-plots"]) == 0
+    out = capsys.readouterr().out
+    assert "SCF did not converge in 100 cycles" in out and str(workdir) in out
