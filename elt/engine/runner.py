@@ -84,10 +84,26 @@ class TaskRunner:
     # (kind, phase, submitted, completed, seconds inside the task) of every dispatched task, for
     # benchmarks and time estimates; perf_counter clock of the driver
     timeline: list = field(default_factory=list)
+    check_every: float = 5.0
+
+    def _completed(self, futures: dict):
+        """Yield futures as they finish; every few seconds ask the cluster whether tasks can run
+        at all (a SLURM pool whose jobs never start raises a DispatchError instead of hanging)."""
+        from distributed import wait
+
+        pending = set(futures)
+        while pending:
+            try:
+                done, pending = wait(list(pending), timeout=self.check_every, return_when="FIRST_COMPLETED")
+            except TimeoutError:  # distributed's TimeoutError is the builtin one
+                done = set()
+            for fut in done:
+                yield fut
+            check = getattr(self.cluster, "check", None)
+            if check is not None:
+                check()
 
     def run(self, specs: list[TaskSpec], phase: str) -> list[Outcome]:
-        from distributed import as_completed
-
         outcomes: dict[str, Outcome] = {}
         todo: list[TaskSpec] = []
         for s in specs:
@@ -108,7 +124,7 @@ class TaskRunner:
                 futures[fut] = s
                 submitted[s.id] = time.perf_counter()
                 self.dispatched += 1
-            for fut in as_completed(list(futures)):
+            for fut in self._completed(futures):
                 s = futures[fut]
                 try:
                     res = fut.result()
