@@ -65,7 +65,12 @@ def current_position(records: list[dict], tasks: list[dict], events: list[dict],
     for t in tasks:
         if t["iteration"] == it:
             done[t["kind"]] = done.get(t["kind"], 0) + 1
-    recent = [e for e in events if t0 is None or e["t"] >= t0]
+    # the iteration's tasks start with its training; earlier events (the initial labels before
+    # iteration 0) belong to what came before
+    train_starts = [e["t"] for e in events if e.get("event") == "start" and str(e.get("task", "")).startswith("train:")
+                    and (t0 is None or e["t"] >= t0)]
+    since = min(train_starts) if train_starts else t0
+    recent = [e for e in events if since is None or e["t"] >= since]
     started = {}
     ended = set()
     for e in recent:
@@ -75,11 +80,15 @@ def current_position(records: list[dict], tasks: list[dict], events: list[dict],
         else:
             ended.add(e.get("task"))
     phase = "train"
-    for k in ("label", "explore"):
-        if done.get(k) or started.get(k):
-            phase = k
-            break
-    phase_t0 = min((e["t"] for e in started.get(phase, [])), default=t0)
+    if not records and not done.get("train") and not train_starts:
+        phase = "initial data"  # labeling the initial frames, before the first training
+        started = {k: v for k, v in started.items() if k == "label"}
+    else:
+        for k in ("label", "explore"):
+            if done.get(k) or started.get(k):
+                phase = k
+                break
+    phase_t0 = min((e["t"] for e in started.get(phase if phase != "initial data" else "label", [])), default=since)
     running = {}
     for k, evs in started.items():
         n = len({e["task"] for e in evs} - ended)
@@ -88,7 +97,7 @@ def current_position(records: list[dict], tasks: list[dict], events: list[dict],
     means = mean_phase_seconds(records)
     phase_elapsed = now - phase_t0 if phase_t0 is not None else 0.0
     return {"iteration": it, "phase": phase, "tasks_done": done, "running": running,
-            "elapsed_s": (now - t0) if t0 is not None else None, "phase_elapsed_s": phase_elapsed,
+            "elapsed_s": (now - since) if since is not None else None, "phase_elapsed_s": phase_elapsed,
             "eta_s": estimate_remaining(means, phase, phase_elapsed), "phase_means_s": means,
             "stage": records[-1].get("stage") if records else 0}
 
@@ -143,7 +152,9 @@ def status_text(run_dir: Path) -> str:
              + ", ".join(f"{k} {v}" for k, v in sorted(s["tasks_done"].items()))]
     cur = s["current"]
     if cur:
-        lines.append(f"current: iteration {cur['iteration']}, phase {cur['phase']}"
+        where = ("initial data (labeling the first frames)" if cur["phase"] == "initial data"
+                 else f"iteration {cur['iteration']}, phase {cur['phase']}")
+        lines.append(f"current: {where}"
                      + (f" for {_dur(cur['phase_elapsed_s'])}" if s["driver"] else " (interrupted; `elt run` resumes)"))
         if cur["tasks_done"]:
             lines.append("  finished in this iteration: " + ", ".join(f"{k} {v}" for k, v in sorted(cur["tasks_done"].items())))

@@ -64,5 +64,14 @@ def test_current_position_from_tasks_and_journal():
     assert pos["iteration"] == 4 and pos["phase"] == "explore"
     assert pos["running"] == {"explore": 1}
     assert pos["phase_elapsed_s"] == pytest.approx(20.0)
-    assert pos["elapsed_s"] == pytest.approx(30.0)
+    assert pos["elapsed_s"] == pytest.approx(29.0)  # since the iteration's first training started
     assert pos["eta_s"] == pytest.approx(0.0 + 1.0 + 20.0)
+
+
+def test_before_the_first_training_the_phase_is_the_initial_data():
+    events = [{"t": 10.0, "event": "start", "task": "label:x"}, {"t": 11.0, "event": "start", "task": "label:y"}]
+    tasks = [{"kind": "label", "iteration": -1, "status": "done"}]
+    pos = current_position([], tasks, events, now=20.0)
+    assert pos["phase"] == "initial data" and pos["iteration"] == 0 and pos["eta_s"] is None
+    events.append({"t": 15.0, "event": "start", "task": "train:z"})
+    assert current_position([], tasks, events, now=20.0)["phase"] == "train"
