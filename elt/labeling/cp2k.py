@@ -102,12 +102,11 @@ class CP2KLabeler(Labeler):
         out = _read(workdir / OUTPUT)
 
         if out is not None and cp2k_output.scf_failed(out):
-            steps = cp2k_output._SCF_DONE.findall(out)
             raise CalculationError(
                 f"CP2K: SCF run NOT converged within MAX_SCF (workdir {workdir})",
                 reason="scf_not_converged", physics=True, workdir=str(workdir),
-                hint="raise label.max_scf, loosen label.eps_scf, or use a template with OT / smearing / "
-                     "a better SCF_GUESS" + (f" (steps: {steps})" if steps else ""))
+                hint="raise label.max_scf, loosen label.eps_scf, or use a template with OT, smearing "
+                     "or a better SCF_GUESS")
         if rc != 0:
             reason = "killed" if rc < 0 else "nonzero_exit"
             what = f"killed by signal {-rc}" if rc < 0 else f"exited with status {rc}"

@@ -143,6 +143,7 @@ class PySCFLabeler(Labeler):
     def _build(self, atoms: Atoms, periodic: bool, workdir: Path):
         cfg = self.config
         geometry = [(s, tuple(float(x) for x in p)) for s, p in zip(atoms.get_chemical_symbols(), atoms.positions)]
+        system = None
         try:
             if periodic:
                 from pyscf.pbc import gto as pgto
@@ -168,6 +169,8 @@ class PySCFLabeler(Labeler):
             system.stdout = open(workdir / "pyscf.log", "w")  # not .output: PySCF would print the path
             system.build(parse_arg=False)  # never read sys.argv (pytest, dask-worker)
         except Exception as e:  # basis/pseudo unknown, charge and spin inconsistent: every frame would fail
+            if system is not None and system.stdout is not sys.stdout:
+                system.stdout.close()
             raise CalculationError(f"PySCF rejected the system: {type(e).__name__}: {e}", reason="input_rejected",
                                    physics=True, workdir=str(workdir),
                                    hint="check label.basis, label.pseudo, label.charge and label.spin "
