@@ -35,3 +35,22 @@ def small_config(**kw) -> TrainConfig:
     base = dict(model=SMALL_MODEL, epochs=3, warm_epochs=2, batch_size=2, threads=1)
     base.update(kw)
     return TrainConfig(**base)
+
+
+def md_cu(n: int, temperature: float, seed: int, size=(2, 2, 2), every: int = 10, a: float = 3.61):
+    """EMT-labeled frames from Langevin MD of Cu fcc (2 fs steps, a frame every ``every`` steps)."""
+    from ase import units
+    from ase.md.langevin import Langevin
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+
+    atoms = bulk("Cu", "fcc", a=a, cubic=True) * size
+    atoms.calc = EMT()
+    rng = np.random.default_rng(seed)
+    MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
+    dyn = Langevin(atoms, 2 * units.fs, temperature_K=temperature, friction=0.02, rng=rng, fixcm=False)
+    dyn.run(50)
+    out = []
+    for _ in range(n):
+        dyn.run(every)
+        out.append(attach_labels(atoms, atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()))
+    return out

@@ -47,3 +47,16 @@ def test_load_potential_calculator(small_ensemble):
         assert r["max_devi_f"] >= r["avg_devi_f"] >= r["min_devi_f"] >= 0
         assert r["max_devi_f"] > 0
         np.testing.assert_allclose(e, r["energies_members"].mean())
+
+
+def test_descriptors_for_diversity_selection(small_ensemble):
+    from elt.potentials.deepmd import load_ensemble
+
+    paths, frames = small_ensemble
+    ens = load_ensemble(paths)
+    d0, d1 = ens.descriptors(frames[0]), ens.descriptors(frames[1])
+    m1, m2 = 16, 4  # SMALL_MODEL's embedding[-1] and axis_neuron
+    assert d0.shape == (32, m1 * m2) and np.isfinite(d0).all()
+    assert np.abs(d0 - d1).max() > 1e-6  # different structures, different descriptors
+    perm = np.random.default_rng(0).permutation(32)
+    np.testing.assert_allclose(ens.descriptors(frames[0][perm]), d0[perm], rtol=1e-5, atol=1e-6)

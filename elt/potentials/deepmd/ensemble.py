@@ -43,8 +43,26 @@ class DeepPotEnsemble(EnsemblePotential):
         out = self.model(g, vec, forces=True, virial=stress)
         return {k: v.detach().to(torch.float64).numpy() for k, v in out.items()}
 
+    def descriptors(self, atoms: Atoms) -> np.ndarray:
+        """Per-atom se_e2_a descriptors (N, M1*M2), the mean over members (for diversity selection)."""
+        g = build_graph([atoms], self.typemap, self.rcut)
+        vec = torch.as_tensor(g.vec, dtype=self.dtype)
+        with torch.no_grad():
+            d = self.model.descriptor(vec.unsqueeze(0).expand(self.size, *vec.shape), g.blocks)
+        return d.mean(dim=0).to(torch.float64).numpy()
+
     def predict(self, atoms: Atoms, *, stress: bool = False) -> EnsemblePrediction:
         return self.predict_many([atoms], stress=stress)[0]
+
+    def descriptors(self, atoms: Atoms, member: int = 0) -> np.ndarray:
+        """The se_e2_a descriptor of every atom, (N, M1*M2), from member ``member``'s embedding
+        (no gradients). Each member has its own embedding nets, so descriptors are not averaged
+        over members. Used for diversity selection (farthest-point sampling)."""
+        g = build_graph([atoms], self.typemap, self.rcut)
+        vec = torch.as_tensor(g.vec, dtype=self.dtype)
+        with torch.no_grad():
+            desc = self.model.descriptor(vec.unsqueeze(0).expand(self.size, *vec.shape), g.blocks)
+        return desc[member].to(torch.float64).numpy()
 
     def predict_many(self, frames: Sequence[Atoms], *, stress: bool = False) -> list[EnsemblePrediction]:
         """Frames are evaluated in batches of up to ``max_atoms_per_batch`` atoms."""
@@ -69,8 +87,9 @@ class DeepPotEnsemble(EnsemblePotential):
         return preds
 
 
-def load_ensemble(member_paths: Sequence, precision: Optional[str] = None) -> DeepPotEnsemble:
-    """Stack member checkpoints into one ensemble. ``precision``: None (as trained), float32, float64."""
+def load_ensemble(member_paths: Sequence, precision: Optional[str] = None, compress: bool = True) -> DeepPotEnsemble:
+    """Stack member checkpoints into one ensemble. ``precision``: None (as trained), float32, float64.
+    ``compress``: replace the embedding networks by tables (faster; agrees to ~1e-6 relative)."""
     paths = [Path(p) for p in ([member_paths] if isinstance(member_paths, (str, Path)) else member_paths)]
     if not paths:
         raise SetupError("no member checkpoints given to load the ensemble from",
@@ -89,4 +108,6 @@ def load_ensemble(member_paths: Sequence, precision: Optional[str] = None) -> De
     except RuntimeError as exc:
         raise SetupError(f"checkpoint weights do not fit the model described in their metadata: {exc}",
                          hint="the checkpoint is damaged or from an incompatible elt version; retrain") from None
+    if compress:
+        model.compress()
     return DeepPotEnsemble(model, metas[0]["elements"], metas)

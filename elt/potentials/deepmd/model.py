@@ -8,7 +8,8 @@ For a pair (i, j) with displacement d = r_j - r_i and distance r:
   R~_ij = (s, s x/r, s y/r, s z/r) scaled per member (data statistics, 1/mean neighbour count)
   G_ij  = embedding_{type j}(normalised s)                             (M1 columns)
   D_i   = (G^T R~)(R~^T G<)  with G< the first M2 columns               (M1*M2 features)
-  E_i   = fitting_{type i}(D_i) + shift_{type i};   E = sum_i E_i
+  E_i   = fitting_{type i}((D_i - mean) / std) + shift_{type i};   E = sum_i E_i
+(mean/std of D per center type are measured on the training data when a member is initialised).
 Forces and virials come from the gradient of E with respect to the pair vectors d (per member,
 so d carries the member dimension too):
   F_i = sum_{pairs with center i} dE/dd - sum_{pairs with neighbour i} dE/dd,
@@ -32,10 +33,10 @@ class EnsembleLinear(nn.Module):
         self.weight = nn.Parameter(torch.empty(k, n_in, n_out))
         self.bias = nn.Parameter(torch.empty(k, 1, n_out))
 
-    def reset(self, gen: torch.Generator, bias_std: float = 1.0) -> None:
+    def reset(self, gen: torch.Generator, bias_std: float = 1.0, gain: float = 1.0) -> None:
         n_in, n_out = self.weight.shape[1:]
         with torch.no_grad():
-            self.weight.normal_(0.0, 1.0 / math.sqrt(n_in + n_out), generator=gen)
+            self.weight.normal_(0.0, gain / math.sqrt(n_in + n_out), generator=gen)
             self.bias.normal_(0.0, bias_std, generator=gen) if bias_std > 0 else self.bias.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (k, B, n_in) -> (k, B, n_out)
@@ -55,7 +56,7 @@ class EnsembleMLP(nn.Module):
         for layer in self.layers:
             layer.reset(gen)
         if self.out is not None:
-            self.out.reset(gen, bias_std=0.0)
+            self.out.reset(gen, bias_std=0.0, gain=0.1)  # small initial energies and forces
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for layer in self.layers:
@@ -63,10 +64,23 @@ class EnsembleMLP(nn.Module):
             n_in, n_out = x.shape[-1], y.shape[-1]
             if n_out == n_in:
                 y = y + x
-            elif n_out == 2 * n_in:
-                y = y + torch.cat([x, x], dim=-1)
+            elif n_out == 2 * n_in:  # y + [x, x] without building [x, x]
+                y = (y.unflatten(-1, (2, n_in)) + x.unsqueeze(-2)).flatten(-2)
             x = y
         return self.out(x) if self.out is not None else x
+
+    def forward_tangent(self, x: torch.Tensor, dx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Values and directional derivatives (forward mode) of the hidden layers; (k, B, n)."""
+        for layer in self.layers:
+            y = torch.tanh(layer(x))
+            dy = (1 - y * y) * (dx @ layer.weight)
+            n_in, n_out = x.shape[-1], y.shape[-1]
+            if n_out == n_in:
+                y, dy = y + x, dy + dx
+            elif n_out == 2 * n_in:
+                y, dy = y + torch.cat([x, x], dim=-1), dy + torch.cat([dx, dx], dim=-1)
+            x, dx = y, dy
+        return x, dx
 
 
 class DeepPot(nn.Module):
@@ -82,10 +96,14 @@ class DeepPot(nn.Module):
         self.fittings = nn.ModuleList(
             EnsembleMLP(k, [self.m1 * self.m2] + list(fitting), True) for _ in range(n_types))
         # statistics fitted from data (per member)
+        self.tables = None  # set by compress()
         self.register_buffer("shift", torch.zeros(k, n_types))       # eV per atom of each type
         self.register_buffer("s_mean", torch.zeros(k, 1))            # embedding input normalisation
         self.register_buffer("s_std", torch.ones(k, 1))
         self.register_buffer("env_scale", torch.ones(k, 1, 4))       # R~ column scales
+        n_desc = self.m1 * self.m2
+        self.register_buffer("desc_mean", torch.zeros(k, n_types, n_desc))  # fitting input standardisation
+        self.register_buffer("desc_std", torch.ones(k, n_types, n_desc))
 
     def reset(self, gen: torch.Generator) -> None:
         for net in list(self.embeddings) + list(self.fittings):
@@ -97,25 +115,39 @@ class DeepPot(nn.Module):
         sw = u * u * u * (-6.0 * u * u + 15.0 * u - 10.0) + 1.0
         return sw / r
 
+    def embed(self, s: torch.Tensor, blocks) -> torch.Tensor:
+        """s (k, N, S) -> G (k, N, S, M1), each neighbour-type block through its own network
+        (or its table, after :meth:`compress`)."""
+        k, n, width = s.shape
+        x = s if self.tables is not None else (s - self.s_mean.unsqueeze(-1)) / self.s_std.unsqueeze(-1)
+        nets = self.tables if self.tables is not None else self.embeddings
+        parts = []
+        for t in range(self.n_types):
+            a, b = int(blocks[t]), int(blocks[t + 1])
+            if b > a:
+                xt = x[:, :, a:b].reshape(k, n * (b - a))
+                xt = xt if self.tables is not None else xt.unsqueeze(-1)
+                parts.append(nets[t](xt).reshape(k, n, b - a, self.m1))
+        if not parts:  # no neighbours at all: one empty slot
+            return s.new_zeros(k, n, width, self.m1)
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
+
     def descriptor(self, d: torch.Tensor, blocks) -> torch.Tensor:
         """d (k, N, S, 3) slot displacements -> se_e2_a descriptor (k, N, M1*M2)."""
         k, n, width, _ = d.shape
         r = torch.linalg.vector_norm(d, dim=-1)                          # (k, N, S)
         s = self.smooth(r)
-        env = torch.cat([s.unsqueeze(-1), (s / r).unsqueeze(-1) * d], dim=-1) * self.env_scale.unsqueeze(1)
-        x = ((s - self.s_mean.unsqueeze(-1)) / self.s_std.unsqueeze(-1))  # (k, N, S)
-        parts = []
-        for t in range(self.n_types):
-            a, b = int(blocks[t]), int(blocks[t + 1])
-            if b > a:
-                xt = x[:, :, a:b].reshape(k, n * (b - a), 1)
-                parts.append(self.embeddings[t](xt).reshape(k, n, b - a, self.m1))
-        if not parts:  # no neighbours at all: one empty slot
-            emb = d.new_zeros(k, n, width, self.m1)
-        else:
-            emb = parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)  # (k, N, S, M1)
-        gr = env.transpose(-1, -2) @ emb                                  # (k, N, 4, M1)
+        emb = self.embed(s, blocks)                                       # (k, N, S, M1)
+        env = torch.cat([s.unsqueeze(-1), (s / r).unsqueeze(-1) * d], dim=-1)  # (k, N, S, 4)
+        gr = (env.transpose(-1, -2) @ emb) * self.env_scale.view(k, 1, 4, 1)   # (k, N, 4, M1)
         return (gr.transpose(-1, -2) @ gr[..., : self.m2]).reshape(k, n, self.m1 * self.m2)
+
+    def compress(self) -> "DeepPot":
+        """Replace the embedding networks by cubic Hermite tables (inference only)."""
+        from elt.potentials.deepmd.compress import tabulate
+
+        self.tables = nn.ModuleList(tabulate(net, self.s_mean, self.s_std) for net in self.embeddings)
+        return self
 
     def forward(self, g: Graph, vec: torch.Tensor, *, forces: bool = True, virial: bool = False,
                 create_graph: bool = False, atomic: bool = False) -> dict:
@@ -132,11 +164,11 @@ class DeepPot(nn.Module):
             for t, idx in enumerate(g.atoms_by_type):
                 if len(idx) == 0:
                     continue
-                if len(idx) == n:
-                    e_atom = e_atom + self.fittings[t](desc).squeeze(-1)
-                else:
-                    it = torch.as_tensor(idx, device=dev)
-                    e_atom = e_atom.index_add(1, it, self.fittings[t](desc[:, it]).squeeze(-1))
+                it = None if len(idx) == n else torch.as_tensor(idx, device=dev)
+                x = desc if it is None else desc[:, it]
+                x = (x - self.desc_mean[:, t : t + 1]) / self.desc_std[:, t : t + 1]
+                out = self.fittings[t](x).squeeze(-1)
+                e_atom = e_atom + out if it is None else e_atom.index_add(1, it, out)
             if g.n_frames == 1:
                 energy = e_atom.sum(dim=1, keepdim=True)
             else:

@@ -93,12 +93,22 @@ def _fit_statistics(model: DeepPot, data: _Data, elements: Sequence[str]) -> Non
                                                dtype=model.env_scale.dtype).view(1, 1, 4) / math.sqrt(mean_nei))
 
 
-def _center_outputs(model: DeepPot, data: _Data, dtype: torch.dtype, max_frames: int = 32) -> None:
-    """Shift each fitting network's output bias so that, on the data, the initial network adds zero
-    on average to the fitted per-element energy shift (the energy loss then starts small)."""
+def _standardize(model: DeepPot, data: _Data, dtype: torch.dtype, max_frames: int = 32) -> None:
+    """Descriptor mean (per feature) and spread (one number) per center type on (up to ``max_frames``) training frames, then shift each
+    fitting network's output bias so that the initial network adds zero on average to the fitted
+    per-element energy shift (the energy loss then starts small)."""
     idx = list(range(min(len(data.frames), max_frames)))
     g, vec = data.batch(idx, dtype)[:2]
     with torch.no_grad():
+        desc = model.descriptor(vec.unsqueeze(0), g.blocks)[0]
+        for t, atoms in enumerate(g.atoms_by_type):
+            if len(atoms):
+                x = desc[torch.as_tensor(atoms)]
+                model.desc_mean[0, t] = x.mean(dim=0)
+                # one scale for all features: per-feature scaling would blow up the (near-constant
+                # in the training data) angular features on unfamiliar structures
+                spread = (x - x.mean(dim=0)).pow(2).mean().sqrt() if len(atoms) > 1 else x.new_tensor(1.0)
+                model.desc_std[0, t] = spread.clamp_min(1e-3)
         base = model.shift[:, torch.as_tensor(g.types)]
         e_atom = model(g, vec, forces=False, atomic=True)["atomic_energy"] - base
         for t, fit in enumerate(model.fittings):
@@ -175,7 +185,7 @@ def _init_model(config: TrainConfig, elements: Sequence[str], data: _Data, seed:
     gen = torch.Generator().manual_seed(int(seed))
     model.reset(gen)
     _fit_statistics(model, data, elements)
-    _center_outputs(model, data, dtype)
+    _standardize(model, data, dtype)
     return model, {}
 
 
@@ -195,9 +205,11 @@ def train_member(frames: Sequence[Atoms], config: TrainConfig, elements: Sequenc
     model, _ = _init_model(config, elements, data, seed, init_path)
     train_idx, valid_idx = _split(len(frames), config, rng)
 
-    epochs = config.warm_epochs if init_path is not None else config.epochs
+    warm = init_path is not None
     bs = min(config.batch_size, len(train_idx))
     steps_per_epoch = math.ceil(len(train_idx) / bs)
+    max_steps = config.warm_max_steps if warm else config.max_steps
+    epochs = min(config.warm_epochs if warm else config.epochs, max(1, max_steps // steps_per_epoch))
     total = epochs * steps_per_epoch
     opt = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     decay = (config.learning_rate_end / config.learning_rate) ** (1.0 / max(total - 1, 1))
