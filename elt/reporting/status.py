@@ -154,6 +154,10 @@ def status_text(run_dir: Path) -> str:
     if cur:
         where = ("initial data (labeling the first frames)" if cur["phase"] == "initial data"
                  else f"iteration {cur['iteration']}, phase {cur['phase']}")
+        last = s["last"]
+        if last is not None:
+            where += f" (iteration {last['iteration']} ran stage {last.get('stage')}" + (
+                f" '{last['stage_name']}'" if last.get("stage_name") and last["stage_name"] != f"stage {last.get('stage')}" else "") + ")"
         lines.append(f"current: {where}"
                      + (f" for {_dur(cur['phase_elapsed_s'])}" if s["driver"] else " (interrupted; `elt run` resumes)"))
         if cur["tasks_done"]:

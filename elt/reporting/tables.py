@@ -25,7 +25,8 @@ def _pair(rmse: dict, key: str, fmt: str, scale: float = 1.0) -> str:
 
 def row_cells(r: dict) -> list[str]:
     it = f"{r['iteration']}" + ("" if r["status"] == "finished" else f" ({r['status']}: {r['phase']})")
-    stage = "-" if r.get("stage") is None else f"{r['stage']} {r.get('stage_name') or ''}".strip()
+    name = r.get("stage_name") or ""
+    stage = "-" if r.get("stage") is None else (f"{r['stage']}" if name in ("", f"stage {r['stage']}") else f"{r['stage']} {name}")
     temps = ", ".join(f"{t:g}" for t in r.get("temperatures") or []) or "-"
     if r.get("pressures"):
         temps += " @ " + ", ".join(f"{p:g}" for p in r["pressures"]) + " GPa"

@@ -180,7 +180,7 @@ def test_report_and_status_of_a_run_in_progress(tiny_run, tmp_path, capsys):
     assert all((tmp_path / "rep" / p).is_file() for p in PLOTS)
     assert main(["status", str(copy)]) == 0
     out = capsys.readouterr().out
-    assert "current: iteration 1, phase label" in out and "interrupted" in out
+    assert "current: iteration 1, phase label (iteration 0 ran stage 0 'warm')" in out and "interrupted" in out
 
 
 def test_report_of_a_run_before_its_first_iteration(tiny_run, tmp_path, capsys):
