@@ -309,12 +309,13 @@ def _check_names(names: dict[str, tuple[list[str], list[str]]], files, data_dir:
         if not paths:
             continue
         entries = set().union(*(_entries(p, p.stat().st_mtime) for p in paths))
+        missing: dict[str, list[str]] = {}
         for el, pair in sorted(names.items()):
             for name in pair[index]:
-                if name.upper() in ("ALL", "NONE"):
-                    continue
-                if (el, name.upper()) not in entries:
-                    problems.append(f"{what} {name!r} has no entry for {el.capitalize()} in "
-                                    f"{', '.join(str(p) for p in paths)}; choose a {what} listed there for "
-                                    f"{el.capitalize()} (e.g. `grep '^ *{el.capitalize()} ' {paths[0]}`).")
+                if name.upper() not in ("ALL", "NONE") and (el, name.upper()) not in entries:
+                    missing.setdefault(name, []).append(el.capitalize())
+        for name, els in missing.items():
+            problems.append(f"{what} {name!r} has no entry for {', '.join(els)} in "
+                            f"{', '.join(str(p) for p in paths)}; choose a {what} listed there for these elements "
+                            f"(e.g. `grep '^ *{els[0]} ' {paths[0]}`).")
     return problems
