@@ -54,16 +54,6 @@ class DeepPotEnsemble(EnsemblePotential):
     def predict(self, atoms: Atoms, *, stress: bool = False) -> EnsemblePrediction:
         return self.predict_many([atoms], stress=stress)[0]
 
-    def descriptors(self, atoms: Atoms, member: int = 0) -> np.ndarray:
-        """The se_e2_a descriptor of every atom, (N, M1*M2), from member ``member``'s embedding
-        (no gradients). Each member has its own embedding nets, so descriptors are not averaged
-        over members. Used for diversity selection (farthest-point sampling)."""
-        g = build_graph([atoms], self.typemap, self.rcut)
-        vec = torch.as_tensor(g.vec, dtype=self.dtype)
-        with torch.no_grad():
-            desc = self.model.descriptor(vec.unsqueeze(0).expand(self.size, *vec.shape), g.blocks)
-        return desc[member].to(torch.float64).numpy()
-
     def predict_many(self, frames: Sequence[Atoms], *, stress: bool = False) -> list[EnsemblePrediction]:
         """Frames are evaluated in batches of up to ``max_atoms_per_batch`` atoms."""
         preds: list[EnsemblePrediction] = []
