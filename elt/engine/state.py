@@ -29,12 +29,16 @@ LOCK_FILE = "driver.lock"
 
 
 class RunState:
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, readonly: bool = False):
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / STATE_FILE
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         existed = self.path.exists() and self.path.stat().st_size > 0
         try:
+            if readonly:
+                self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30, isolation_level=None)
+                self._check()
+                return
+            self.run_dir.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
@@ -138,7 +142,7 @@ def open_readonly(run_dir: Path) -> RunState:
     if not path.exists():
         raise StateError(f"{run_dir} holds no elt run (no {STATE_FILE})",
                          hint="give the run directory that `elt run` created (the workflow's workdir)")
-    return RunState(Path(run_dir))
+    return RunState(Path(run_dir), readonly=True)
 
 
 class RunLock:
