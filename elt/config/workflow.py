@@ -12,6 +12,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from elt.config.base import Strict, format_validation_error
 from elt.config.label import CP2KLabel, EMTLabel, PySCFLabel
+from elt.config.sampling import AdaptiveLo, Bias, MetadConfig
 from elt.config.train import TrainConfig
 from elt.errors import ConfigError
 
@@ -91,6 +92,9 @@ class StageConfig(Strict):
     accurate_ratio: Optional[float] = Field(None, gt=0, le=1, description="The stage is done when the accurate ratio reaches this; default: converge.accurate_ratio.")
     trust_lo: Optional[float] = Field(None, gt=0, description="Override select.trust_lo for this stage (eV/Å).")
     trust_hi: Optional[float] = Field(None, gt=0, description="Override select.trust_hi for this stage (eV/Å).")
+    max_energy_jump: Optional[float] = Field(1.0, gt=0, description="A walker stops (energy_spike) when its unbiased potential energy changes by more than this per atom between two recorded frames (eV/atom); null: no check.")
+    bias: Optional[Bias] = Field(None, description="Uncertainty-driven bias of the walkers (kind udd or hal); null: plain MD.")
+    metad: Optional[MetadConfig] = Field(None, description="Metadynamics on collective variables (Gaussian hills); null: none.")
 
     @model_validator(mode="after")
     def _check(self):
@@ -113,8 +117,9 @@ class SelectConfig(Strict):
     energy_trust_lo: Optional[float] = Field(None, gt=0, description="Optional energy deviation per atom (eV) criterion, lower level.")
     energy_trust_hi: Optional[float] = Field(None, gt=0, description="Optional energy deviation per atom (eV) criterion, upper level.")
     max_candidates: int = Field(20, ge=0, description="Most frames labeled per iteration.")
-    strategy: Literal["random", "highest"] = Field("random", description="Which candidates to keep when there are more than max_candidates.")
+    strategy: Literal["random", "highest", "fps"] = Field("random", description="Which candidates to keep when there are more than max_candidates: at random, the highest deviations, or fps (farthest-point sampling on the ensemble's descriptors averaged per frame, for diversity).")
     max_per_walker: Optional[int] = Field(None, ge=1, description="Most candidates one walker may contribute.")
+    adaptive_lo: Optional[AdaptiveLo] = Field(None, description="Choose trust_lo per iteration so that a number or fraction of the frames below trust_hi become candidates (dpgen2's adaptive-lower); trust_lo is then unused (see lo_min).")
 
     @model_validator(mode="after")
     def _check(self):
@@ -124,6 +129,8 @@ class SelectConfig(Strict):
             raise ValueError("give both energy_trust_lo and energy_trust_hi, or neither")
         if self.energy_trust_lo is not None and self.energy_trust_lo >= self.energy_trust_hi:
             raise ValueError("energy_trust_lo must be below energy_trust_hi")
+        if self.adaptive_lo is not None and self.adaptive_lo.lo_min is not None and self.adaptive_lo.lo_min >= self.trust_hi:
+            raise ValueError(f"adaptive_lo.lo_min ({self.adaptive_lo.lo_min}) must be below trust_hi ({self.trust_hi})")
         return self
 
 

@@ -2,8 +2,15 @@
 
 Every ``record_every`` steps the frame and its model deviation are recorded. A walker stops early,
 and says why, when: positions or deviations become NaN (``nan``), two atoms come closer than
-``min_distance`` (``too_close``), or a frame reaches the upper trust level (``above_trust_hi``)
-when ``stop_at`` is given: frames past that point are off the map and only waste time.
+``min_distance`` (``too_close``), the unbiased potential energy per atom jumps by more than
+``max_energy_jump`` between two recorded frames (``energy_spike``), or a frame reaches the upper
+trust level (``above_trust_hi``) when ``stop_at`` is given: frames past that point are off the map
+and only waste time. The frame that triggered a stop is the last one recorded.
+
+``calc`` may be a bias wrapper (:mod:`elt.sampling.bias`, :mod:`elt.sampling.metad`): the MD then
+follows the biased forces while the recorded deviations stay the ensemble's own; ``on_step(step,
+atoms)`` (default: the calculator's own ``on_step``) is called after every MD step (hill
+deposition, parameter adaptation).
 """
 
 from __future__ import annotations
@@ -32,6 +39,12 @@ class WalkerRecord:
     stop_reason: str = "completed"
     steps_done: int = 0
 
+    @property
+    def stopped_on_bad_frame(self) -> bool:
+        """The last recorded frame triggered a physical stop (nan, too_close, energy_spike): it is
+        off the map and is not to be labeled."""
+        return self.stop_reason.split(" ")[0] in ("nan", "too_close", "energy_spike")
+
     def devi_array(self) -> np.ndarray:
         return np.asarray(self.devi, dtype=np.float64).reshape(-1, len(DEVI_KEYS))
 
@@ -47,6 +60,14 @@ def min_pair_distance(atoms: Atoms, cutoff: float) -> float:
     nl = NeighborList(cutoff=float(cutoff), full_list=False)
     (d,) = nl.compute(points=atoms.positions, box=box, periodic=periodic, quantities="d")
     return float(d.min()) if len(d) else float("inf")
+
+
+def unbiased_energy(results: dict) -> float:
+    """The ensemble's mean energy (eV) without any bias term: the mean of the members' energies
+    when the calculator gives them, else its unbiased or plain energy."""
+    if "energies_members" in results:
+        return float(np.mean(results["energies_members"]))
+    return float(results.get("energy_unbiased", results.get("energy", 0.0)))
 
 
 def make_dynamics(atoms: Atoms, ensemble: str, timestep_fs: float, temperature: float,
@@ -73,7 +94,9 @@ def run_walker(atoms: Atoms, calc, *, ensemble: str = "nvt", temperature: float 
                pressure: Optional[float] = None, timestep: float = 2.0, steps: int = 1000,
                record_every: int = 10, friction: float = 0.02, min_distance: float = 0.5,
                stop_at: Optional[float] = None, seed: int = 0,
-               on_record: Optional[Callable[[int], None]] = None) -> WalkerRecord:
+               on_record: Optional[Callable[[int], None]] = None,
+               max_energy_jump: Optional[float] = None,
+               on_step: Optional[Callable[[int, Atoms], None]] = None) -> WalkerRecord:
     """Run MD from ``atoms`` (not modified) with ``calc`` (an EnsembleCalculator) and record
     deviations every ``record_every`` steps, starting with step 0."""
     rng = np.random.default_rng(seed)
@@ -82,8 +105,12 @@ def run_walker(atoms: Atoms, calc, *, ensemble: str = "nvt", temperature: float 
     MaxwellBoltzmannDistribution(a, temperature_K=temperature, rng=np.random.RandomState(rng.integers(2**31)))
     Stationary(a)
     dyn = make_dynamics(a, ensemble, timestep, temperature, pressure, friction, rng)
+    on_step = on_step or getattr(calc, "on_step", None)  # bias wrappers bring their own hook
+    if on_step is not None:
+        dyn.attach(lambda: on_step(dyn.nsteps, a), interval=1)
     rec = WalkerRecord()
     step = 0
+    e_prev = None
     while True:
         a.get_potential_energy()  # make sure results belong to the current positions
         r = calc.results
@@ -102,6 +129,11 @@ def run_walker(atoms: Atoms, calc, *, ensemble: str = "nvt", temperature: float 
         if min_pair_distance(a, min_distance) < min_distance:
             rec.stop_reason = "too_close"
             break
+        e_now = unbiased_energy(r)
+        if max_energy_jump is not None and e_prev is not None and abs(e_now - e_prev) > max_energy_jump * len(a):
+            rec.stop_reason = "energy_spike"
+            break
+        e_prev = e_now
         if stop_at is not None and row[3] >= stop_at:
             rec.stop_reason = "above_trust_hi"
             break

@@ -1,0 +1,119 @@
+"""Config sections of biased exploration and smarter selection: uncertainty bias (udd | hal),
+metadynamics on collective variables, and the adaptive lower trust level."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Optional, Union
+
+from pydantic import Field, field_validator, model_validator
+
+from elt.config.base import Strict
+
+
+# ---------------------------------------------------------------- uncertainty bias
+class UDDBias(Strict):
+    """Uncertainty-driven dynamics (Kulichenko et al. 2023): E_bias = A·[exp(−σ_E²/(k·N·B²)) − 1],
+    σ_E² the variance of the k members' energies, N the number of atoms."""
+
+    kind: Literal["udd"] = "udd"
+    strength: float = Field(1.0, gt=0, description="A (eV): depth of the bias; E_bias lies in (−A, 0].")
+    width: float = Field(0.02, gt=0, description="B (eV): the bias acts while σ_E² ≲ k·N·B² and saturates beyond (σ_E = std of the member energies).")
+    from_iteration: int = Field(0, ge=0, description="The bias is on in iterations ≥ this (plain MD before).")
+
+
+class HALBias(Strict):
+    """HAL-style bias E − τ·σ_E (σ_E = std of the member energies), τ adapted to a target force ratio."""
+
+    kind: Literal["hal"] = "hal"
+    tau: float = Field(1.0, ge=0, description="τ (dimensionless); the start value when target_ratio is set.")
+    target_ratio: Optional[float] = Field(0.2, gt=0, description="Adapt τ so that the mean |bias force| is this fraction of the mean |force| (running means); null keeps τ fixed.")
+    memory: int = Field(20, ge=1, description="Steps over which the running means that adapt τ average.")
+    from_iteration: int = Field(0, ge=0, description="The bias is on in iterations ≥ this (plain MD before).")
+
+
+Bias = Annotated[Union[UDDBias, HALBias], Field(discriminator="kind")]
+
+
+# ---------------------------------------------------------------- metadynamics
+class _Atoms(Strict):
+    @field_validator("atoms", check_fields=False)
+    @classmethod
+    def _distinct(cls, v):
+        if len(set(v)) != len(v) or any(i < 0 for i in v):
+            raise ValueError(f"atom indices must be distinct and ≥ 0, got {v}")
+        return v
+
+
+class DistanceCV(_Atoms):
+    kind: Literal["distance"] = "distance"
+    atoms: list[int] = Field(min_length=2, max_length=2, description="Indices (0-based) of the two atoms.")
+    width: float = Field(0.1, gt=0, description="Hill width σ (Å).")
+
+
+class AngleCV(_Atoms):
+    kind: Literal["angle"] = "angle"
+    atoms: list[int] = Field(min_length=3, max_length=3, description="Indices i, j, k of the angle i–j–k (vertex j).")
+    width: float = Field(0.1, gt=0, description="Hill width σ (radians).")
+
+
+class DihedralCV(_Atoms):
+    kind: Literal["dihedral"] = "dihedral"
+    atoms: list[int] = Field(min_length=4, max_length=4, description="Indices i, j, k, l of the dihedral.")
+    width: float = Field(0.2, gt=0, description="Hill width σ (radians); the dihedral is periodic.")
+
+
+class CoordinationCV(Strict):
+    kind: Literal["coordination"] = "coordination"
+    group_a: list[int] = Field(min_length=1, description="Atom indices of group A.")
+    group_b: Optional[list[int]] = Field(None, description="Atom indices of group B; default: A (pairs within A).")
+    r0: float = Field(2.5, gt=0, description="Switching distance r0 (Å): f(r) = (1 − (r/r0)^n)/(1 − (r/r0)^m).")
+    n: int = Field(6, ge=1, description="Switching function exponent n.")
+    m: int = Field(12, ge=2, description="Switching function exponent m (> n).")
+    width: float = Field(0.2, gt=0, description="Hill width σ (coordination units).")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.m <= self.n:
+            raise ValueError(f"m ({self.m}) must exceed n ({self.n})")
+        if any(i < 0 for i in self.group_a + (self.group_b or [])):
+            raise ValueError("atom indices must be ≥ 0")
+        return self
+
+
+CVSpec = Annotated[Union[DistanceCV, AngleCV, DihedralCV, CoordinationCV], Field(discriminator="kind")]
+
+
+class MetadConfig(Strict):
+    """Metadynamics: Gaussian hills on 1–3 collective variables, deposited along each walker."""
+
+    cvs: list[CVSpec] = Field(min_length=1, max_length=3, description="Collective variables (distance, angle, dihedral, coordination).")
+    height: float = Field(0.05, gt=0, description="Hill height (eV).")
+    stride: int = Field(50, ge=1, description="Deposit a hill every this many MD steps.")
+    biasfactor: Optional[float] = Field(None, gt=1, description="Well-tempered metadynamics bias factor γ (> 1); null: plain metadynamics.")
+
+    def check_atoms(self, n_atoms: int) -> list[str]:
+        """Problems with the CVs' atom indices for a structure of ``n_atoms`` atoms."""
+        out = []
+        for i, cv in enumerate(self.cvs):
+            idx = cv.atoms if hasattr(cv, "atoms") else cv.group_a + (cv.group_b or [])
+            bad = sorted(j for j in set(idx) if j >= n_atoms)
+            if bad:
+                out.append(f"metad.cvs[{i}] ({cv.kind}) uses atom index(es) {bad}, but a start structure "
+                           f"has {n_atoms} atoms (valid: 0..{n_atoms - 1})")
+        return out
+
+
+# ---------------------------------------------------------------- adaptive lower trust level
+class AdaptiveLo(Strict):
+    """dpgen2's adaptive-lower: lo chosen so that a number or fraction of the frames below trust_hi
+    become candidates (the larger of the two when both are given)."""
+
+    candidates: Optional[int] = Field(None, ge=1, description="Number of frames below trust_hi that become candidates (over all walkers of an iteration).")
+    fraction: Optional[float] = Field(None, gt=0, le=1, description="Fraction of the frames below trust_hi that become candidates.")
+    lo_min: Optional[float] = Field(None, gt=0, description="Floor of the adaptive lo (eV/Å): frames below it stay accurate, so the accurate ratio can reach the convergence threshold. Without it the accurate ratio is at most 1 − fraction.")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.candidates is None and self.fraction is None:
+            raise ValueError("adaptive_lo needs candidates (a number) or fraction (of the frames below trust_hi)")
+        return self

@@ -1,0 +1,142 @@
+"""Uncertainty-driven bias (UDD, HAL) on a real trained Deep Potential ensemble."""
+
+import math
+
+import numpy as np
+import pytest
+
+from elt.potentials.deviation import frame_deviation
+from elt.sampling.bias import HALCalculator, UDDCalculator, energy_variance, wrap_calculator
+from elt.sampling.md import run_walker
+
+
+def _width_for(pot, atoms, x=1.0):
+    """B such that σ_E²/(k·N·B²) = x at ``atoms`` (the bias is then neither negligible nor saturated)."""
+    p = pot.predict(atoms)
+    var = float(np.var(p.energies))
+    return math.sqrt(var / (pot.size * len(atoms) * x))
+
+
+def _fd_check(calc, atoms, n=8, h=1e-4, seed=0):
+    a = atoms.copy()
+    a.calc = calc
+    forces = a.get_forces().copy()
+    rng = np.random.default_rng(seed)
+    scale = np.abs(forces).max()
+    for _ in range(n):
+        i, c = int(rng.integers(len(a))), int(rng.integers(3))
+        a.positions[i, c] += h
+        ep = a.get_potential_energy()
+        a.positions[i, c] -= 2 * h
+        em = a.get_potential_energy()
+        a.positions[i, c] += h
+        assert -(ep - em) / (2 * h) == pytest.approx(forces[i, c], abs=1e-5 * scale + 1e-6)
+
+
+def test_variance_gradient_matches_finite_differences(cu_pot64, cu_ensemble):
+    atoms = cu_ensemble[1][0].copy()
+    p = cu_pot64.predict(atoms)
+    var, grad = energy_variance(p.energies, p.forces)
+    assert var == pytest.approx(np.var(p.energies))
+    h = 1e-4
+    for i, c in [(0, 0), (5, 2), (17, 1)]:
+        a = atoms.copy()
+        a.positions[i, c] += h
+        vp = np.var(cu_pot64.predict(a).energies)
+        a.positions[i, c] -= 2 * h
+        vm = np.var(cu_pot64.predict(a).energies)
+        assert (vp - vm) / (2 * h) == pytest.approx(grad[i, c], rel=1e-5, abs=1e-8)
+
+
+def test_udd_energy_and_forces_match_finite_differences(cu_pot64, cu_ensemble):
+    atoms = cu_ensemble[1][3].copy()
+    atoms.positions += np.random.default_rng(1).normal(0, 0.05, atoms.positions.shape)
+    calc = UDDCalculator(cu_pot64.calculator(), strength=2.0, width=_width_for(cu_pot64, atoms))
+    _fd_check(calc, atoms)
+    # the bias force is a real part of the total: not negligible against the ensemble forces
+    assert np.abs(calc.results["bias_forces"]).max() > 1e-3 * np.abs(calc.results["forces"]).max()
+
+
+def test_hal_energy_and_forces_match_finite_differences(cu_pot64, cu_ensemble):
+    atoms = cu_ensemble[1][2].copy()
+    calc = HALCalculator(cu_pot64.calculator(), tau=3.0)
+    _fd_check(calc, atoms)
+
+
+def test_results_mean_includes_bias_and_deviations_stay_unbiased(cu_pot64, cu_ensemble):
+    atoms = cu_ensemble[1][4].copy()
+    p = cu_pot64.predict(atoms, stress=True)
+    calc = UDDCalculator(cu_pot64.calculator(), strength=3.0, width=_width_for(cu_pot64, atoms, 0.5))
+    a = atoms.copy()
+    a.calc = calc
+    e = a.get_potential_energy()
+    f = a.get_forces()
+    r = calc.results
+    var = np.var(p.energies)
+    e_b = 3.0 * (math.exp(-var / (cu_pot64.size * len(a) * calc.width ** 2)) - 1.0)
+    assert r["bias_energy"] == pytest.approx(e_b, rel=1e-9) and e_b < -0.1
+    assert e == pytest.approx(p.energies.mean() + e_b, rel=1e-9)
+    assert r["energy_unbiased"] == pytest.approx(p.energies.mean(), rel=1e-9)
+    np.testing.assert_allclose(f, p.forces.mean(axis=0) + r["bias_forces"], atol=1e-10)
+    dev = frame_deviation(p.energies, p.forces)
+    assert r["max_devi_f"] == pytest.approx(dev.max_devi_f) and r["devi_e"] == pytest.approx(dev.devi_e)
+    np.testing.assert_allclose(r["energies_members"], p.energies)
+
+
+def test_hal_adapts_tau_to_the_target_force_ratio(cu_pot64, cu_ensemble):
+    calc = HALCalculator(cu_pot64.calculator(), tau=1e-3, target_ratio=0.3, memory=5)
+    ratios = []
+
+    def ratio(step):
+        r = calc.results
+        ratios.append(np.linalg.norm(r["bias_forces"], axis=1).mean()
+                      / np.linalg.norm(r["forces"] - r["bias_forces"], axis=1).mean())
+
+    rec = run_walker(cu_ensemble[1][0], calc, temperature=300, steps=80, record_every=2, seed=3, on_record=ratio)
+    assert rec.steps_done == 80
+    assert calc.tau != pytest.approx(1e-3)
+    # the ratio of bias to true force hovers around the target (instantaneous values fluctuate)
+    assert 0.15 < float(np.median(ratios[len(ratios) // 2:])) < 0.6
+
+
+def _mean_devi(pot, frame, calc, seed):
+    rec = run_walker(frame, calc, temperature=300, steps=150, record_every=5, seed=seed)
+    assert rec.stop_reason == "completed"
+    d = rec.devi_array()
+    return float(d[len(d) // 2:, 3].mean()), float(d[len(d) // 2:, 6].mean())
+
+
+@pytest.mark.parametrize("kind", ["udd", "hal"])
+def test_bias_drives_walkers_to_higher_deviation(cu_ensemble, kind):
+    """Same start, same seed, with and without the bias: the biased walker climbs the ensemble's
+    energy deviation σ_E/N (the quantity both biases act on) to well above the plain walker's."""
+    from elt.potentials.deepmd import load_ensemble
+
+    pot = load_ensemble(cu_ensemble[0])
+    start = cu_ensemble[1][0]
+    if kind == "udd":
+        biased = UDDCalculator(pot.calculator(), strength=5.0, width=_width_for(pot, start, 0.2))
+    else:
+        biased = HALCalculator(pot.calculator(), target_ratio=0.5, memory=5)
+    plain_f, plain_e = _mean_devi(pot, start, pot.calculator(), seed=5)
+    bias_f, bias_e = _mean_devi(pot, start, biased, seed=5)
+    assert bias_e > 1.3 * plain_e
+    # the recorded deviations are the ensemble's own, the same quantity in both runs
+    assert 0 < bias_f < 10 * plain_f
+
+
+def test_wrap_calculator_follows_the_stage_config(cu_pot64):
+    from elt.config.workflow import StageConfig
+    from elt.sampling.metad import MetadCalculator
+
+    base = cu_pot64.calculator()
+    assert wrap_calculator(base, StageConfig(), 3, 300.0) is base
+    st = StageConfig(bias={"kind": "udd", "strength": 0.5, "from_iteration": 2})
+    assert wrap_calculator(base, st, 1, 300.0) is base
+    c = wrap_calculator(base, st, 2, 300.0)
+    assert isinstance(c, UDDCalculator) and c.strength == 0.5
+    st = StageConfig(bias={"kind": "hal", "target_ratio": None, "tau": 0.7},
+                     metad={"cvs": [{"kind": "distance", "atoms": [0, 1]}]})
+    c = wrap_calculator(base, st, 0, 300.0)
+    assert isinstance(c, HALCalculator) and c.tau == 0.7 and c.target_ratio is None
+    assert isinstance(c.inner, MetadCalculator) and c.inner.inner is base
