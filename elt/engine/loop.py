@@ -30,7 +30,7 @@ from elt.engine.plan import Position, advance, replay
 from elt.engine.runner import Outcome, Reporter, TaskRunner, TaskSpec
 from elt.engine.state import RunLock, RunState
 from elt.errors import CalculationError, CampaignError, ConfigError, SetupError, StateError
-from elt.sampling.select import choose
+from elt.sampling.select import adaptive_lo, cap_per_group, choose
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ class Campaign:
         self.structures = start_structures(wf.system, wf.base_dir)
         self.imported = []
         for spec in wf.system.initial_data:
-            self.imported.extend(read_initial_data(spec, wf.base_dir))
+            self.imported.extend(read_initial_data(spec, wf.base_dir, wf.system.elements))
         found = chemical_elements(self.structures + self.imported)
         if wf.system.elements:
             missing = sorted(set(found) - set(wf.system.elements))
@@ -121,6 +121,12 @@ class Campaign:
         if problems:
             raise SetupError(f"the {wf.label.kind} labeler cannot run here:\n  - " + "\n  - ".join(problems))
         registry.get("potential", wf.train.kind)
+        problems = [p for i, st in enumerate(wf.explore.stages) if st.metad is not None
+                    for a in self.structures for p in st.metad.check_atoms(len(a))]
+        if problems:
+            raise ConfigError("explore.stages[].metad does not fit the start structures:",
+                              problems=sorted(set(problems)),
+                              hint="atom indices are 0-based positions in each start structure")
 
     def plan_summary(self) -> list[str]:
         """What would be dispatched in the next iteration (dry run), as lines of text."""
@@ -223,9 +229,23 @@ class Campaign:
     def _select_levels(self, stage_index: int) -> dict:
         wf = self.wf
         st = wf.explore.stages[stage_index]
-        return {"lo": st.trust_lo or wf.select.trust_lo, "hi": st.trust_hi or wf.select.trust_hi,
-                "elo": wf.select.energy_trust_lo, "ehi": wf.select.energy_trust_hi,
-                "max_per_walker": wf.select.max_per_walker, "strategy": wf.select.strategy}
+        lv = {"lo": st.trust_lo or wf.select.trust_lo, "hi": st.trust_hi or wf.select.trust_hi,
+              "elo": wf.select.energy_trust_lo, "ehi": wf.select.energy_trust_hi,
+              "max_per_walker": wf.select.max_per_walker, "strategy": wf.select.strategy}
+        if wf.select.adaptive_lo is not None:
+            # walkers keep every frame below hi as a potential candidate; the driver sets lo
+            lv.update(lo=0.0, elo=0.0 if lv["ehi"] is not None else None, max_per_walker=None)
+        return lv
+
+    def _pool_features(self, walks: list[Outcome], pool: list) -> np.ndarray:
+        """Descriptor vectors of the pooled candidates (stored by the walkers next to their frames)."""
+        files = {}
+        rows = []
+        for _, wi, c in pool:
+            if wi not in files:
+                files[wi] = np.load(walks[wi].result["features_file"])
+            rows.append(files[wi][c["index"]])
+        return np.asarray(rows).reshape(len(rows), -1)
 
     def _label(self, runner: TaskRunner, frames: list, it: int, phase: str) -> tuple[list, list[dict]]:
         wf = self.wf
@@ -332,7 +352,17 @@ class Campaign:
                                    hint="see the explore/ task folders of this iteration; rerun `elt run` to retry")
         total = sum(counts.values())
         rng = np.random.default_rng(derive_seed(wf.seed, "select", it))
-        chosen = choose(np.array([p[0] for p in pool]), wf.select.max_candidates, wf.select.strategy, rng)
+        lv = self._select_levels(si)
+        feats = self._pool_features(walks, pool) if wf.select.strategy == "fps" and pool else None
+        ad = wf.select.adaptive_lo
+        if ad is not None:  # re-classify every frame below hi with the adaptive lo
+            lv["lo"], keep = adaptive_lo(np.array([p[0] for p in pool]), ad.candidates, ad.fraction, ad.lo_min, lv["hi"])
+            counts["accurate"], counts["candidate"] = len(pool) - len(keep), len(keep)
+            pool, feats = [pool[i] for i in keep], (feats[keep] if feats is not None else None)
+            keep = cap_per_group([p[1] for p in pool], np.array([p[0] for p in pool]), wf.select.max_per_walker,
+                                 wf.select.strategy, rng, feats)
+            pool, feats = [pool[i] for i in keep], (feats[keep] if feats is not None else None)
+        chosen = choose(np.array([p[0] for p in pool]), wf.select.max_candidates, wf.select.strategy, rng, feats)
         frames = []
         cache: dict[int, list] = {}
         for idx in chosen:
@@ -353,7 +383,6 @@ class Campaign:
         data_file = self.data_dir / f"iter_{it:03d}.extxyz"
         write_frames(data_file, labeled)
         dataset_size = sum(len(read_frames(Path(f))) for f in files) + len(labeled)
-        lv = self._select_levels(si)
         ratio = counts["accurate"] / total if total else 0.0
         stuck = bool(total and not pool and ratio < (st.accurate_ratio or wf.converge.accurate_ratio))
         return {
@@ -382,7 +411,7 @@ class Campaign:
         walker = {"id": "test", "temperature": T, "pressure": (st.pressures or [None])[0],
                   "seed": derive_seed(wf.seed, "test"), "iteration": it}
         test_stage = st.model_copy(update={"steps": ev.steps, "record_every": max(1, ev.steps // ev.frames),
-                                           "stop_at_failed": False})
+                                           "stop_at_failed": False, "bias": None, "metad": None})
         sel = {"lo": 0.0, "hi": float("inf"), "max_per_walker": ev.frames, "strategy": "random"}
         a = self.structures[0]
         tid = content_id("evaluate", test_stage, members, frame_hash(a), walker)

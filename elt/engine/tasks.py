@@ -103,28 +103,48 @@ def explore_task(task_dir: Path, walker: dict, start, member_paths: list[str], t
 
     ``walker``: id, temperature, pressure, seed, iteration. ``select``: lo, hi, elo, ehi,
     max_per_walker, strategy. Writes ``model_devi.out`` (DP-GEN's columns plus devi_e) and
-    ``candidates.extxyz``.
+    ``candidates.extxyz``; with strategy ``fps`` also ``candidates_desc.npy`` (one descriptor
+    vector per candidate, same order); with metadynamics ``hills.out`` and ``colvar.out``. The MD
+    follows the stage's bias/metad (from :func:`elt.sampling.bias.wrap_calculator`); deviations are
+    the ensemble's own. The frame that stopped a walker (nan, too_close, energy_spike) counts failed.
     """
+    from elt.sampling.bias import find_wrapper, wrap_calculator
     from elt.sampling.md import run_walker
-    from elt.sampling.select import CANDIDATE, choose, classify, counts
+    from elt.sampling.metad import MetadCalculator
+    from elt.sampling.select import CANDIDATE, FAILED, choose, classify, counts
 
     _set_threads(threads)
     pot = _ensemble(train_kind, tuple(member_paths), None)
-    calc = pot.calculator()
+    calc = wrap_calculator(pot.calculator(), stage, walker["iteration"], walker["temperature"])
     rec = run_walker(start, calc, ensemble=stage.ensemble, temperature=walker["temperature"],
                      pressure=walker.get("pressure"), timestep=stage.timestep, steps=stage.steps,
                      record_every=stage.record_every, friction=stage.friction,
                      min_distance=stage.min_distance,
-                     stop_at=select["hi"] if stage.stop_at_failed else None, seed=walker["seed"])
+                     stop_at=select["hi"] if stage.stop_at_failed else None, seed=walker["seed"],
+                     max_energy_jump=getattr(stage, "max_energy_jump", None))
     devi = rec.devi_array()
     header = "step max_devi_v min_devi_v avg_devi_v max_devi_f min_devi_f avg_devi_f devi_e"
     table = np.column_stack([np.asarray(rec.steps, dtype=float), devi]) if len(devi) else np.zeros((0, 8))
     np.savetxt(Path(task_dir) / "model_devi.out", table, fmt=["%12d"] + ["%19.6e"] * 7, header=header)
     classes = classify(devi[:, 3], select["lo"], select["hi"], devi[:, 6], select.get("elo"), select.get("ehi"))
+    if rec.stopped_on_bad_frame and len(classes):
+        classes[-1] = FAILED
     cand = np.flatnonzero(classes == CANDIDATE)
+    fps = select.get("strategy") == "fps"
+    feats = None
+    if fps:
+        from elt.sampling.fps import frame_vectors
+
+        feats = frame_vectors(pot, [rec.frames[i] for i in cand])
     if select.get("max_per_walker") and len(cand) > select["max_per_walker"]:
         rng = np.random.default_rng(walker["seed"] + 1)
-        cand = cand[choose(devi[cand, 3], select["max_per_walker"], select.get("strategy", "random"), rng)]
+        keep = choose(devi[cand, 3], select["max_per_walker"], select.get("strategy", "random"), rng, feats)
+        cand = cand[keep]
+        feats = feats[keep] if fps else None
+    metad = find_wrapper(calc, MetadCalculator)
+    if metad is not None:
+        metad.write_hills(Path(task_dir) / "hills.out")
+        metad.write_colvar(Path(task_dir) / "colvar.out", rec.steps, rec.frames)
     frames = []
     cands = []
     # the ensemble's mean prediction on each candidate (before retraining): reports compare it
@@ -141,9 +161,14 @@ def explore_task(task_dir: Path, walker: dict, start, member_paths: list[str], t
         cands.append({"index": len(frames) - 1, "step": int(rec.steps[i]), "frame_id": fid,
                       "max_devi_f": float(devi[i, 3]), "devi_e": float(devi[i, 6])})
     write_frames(Path(task_dir) / "candidates.extxyz", frames)
+    if fps:
+        np.save(Path(task_dir) / "candidates_desc.npy", feats)
     c = counts(classes)
     return {"walker": walker["id"], "n_frames": int(len(devi)), "counts": c,
             "stop_reason": rec.stop_reason, "steps_done": rec.steps_done, "candidates": cands,
+            "features_file": str(Path(task_dir) / "candidates_desc.npy") if fps else None,
+            "bias": type(calc).__name__ if hasattr(calc, "inner") else None,
+            "hills": len(metad.heights) if metad is not None else 0,
             "max_devi_f_max": float(np.nanmax(devi[:, 3])) if len(devi) else None,
             "candidates_file": str(Path(task_dir) / "candidates.extxyz"),
             "model_devi_file": str(Path(task_dir) / "model_devi.out")}
