@@ -24,6 +24,8 @@ class LocalProfile(Strict):
     threads_per_worker: int = Field(1, ge=1, description="Threads per worker process (1 is fastest for these tasks).")
     memory_limit: str = Field("auto", description="Memory limit per worker (Dask syntax, e.g. '4GB', or 'auto').")
     label_threads: int = Field(1, ge=1, description="OMP threads a DFT label task may use.")
+    label_command: Optional[str] = Field(None, description="DFT program command of label tasks (CP2K: default cp2k.psmp; a full path works).")
+    launcher: Optional[str] = Field(None, description="Launcher prefix of the DFT program, e.g. 'mpirun -n 2'.")
     dashboard: bool = Field(False, description="Start Dask's dashboard (on a free port).")
 
     def workers(self) -> int:
@@ -76,6 +78,7 @@ class SlurmPool(Strict):
                                 "starts, e.g. 'module load cp2k', 'source ~/venvs/elt/bin/activate'.")
     extra_sbatch: list[str] = Field(default_factory=list, description="Extra #SBATCH directives, e.g. "
                                     "'--gres=gpu:1' or '--constraint=cpu' ('#SBATCH' prefix optional).")
+    label_command: Optional[str] = Field(None, description="DFT program command of label tasks in this pool (CP2K: default cp2k.psmp).")
     launcher: Optional[str] = Field(None, description="MPI launcher prefix of label programs (CP2K), "
                                     "e.g. 'srun --mpi=pmix -n 4' or 'mpirun -n 4'.")
     min_jobs: int = Field(0, ge=0, description="Adaptive scaling: jobs kept even when idle.")
@@ -209,6 +212,8 @@ class AddressProfile(Strict):
     kind: Literal["address"] = Field(description="An existing Dask scheduler.")
     address: str = Field(description="Scheduler address, e.g. tcp://10.0.0.5:8786")
     label_threads: int = Field(1, ge=1, description="OMP threads of a DFT label task.")
+    label_command: Optional[str] = Field(None, description="DFT program command of label tasks (CP2K: default cp2k.psmp).")
+    launcher: Optional[str] = Field(None, description="Launcher prefix of the DFT program, e.g. 'mpirun -n 2'.")
 
 
 ClusterProfile = Annotated[Union[LocalProfile, SlurmProfile, AddressProfile], Field(discriminator="kind")]

@@ -40,7 +40,9 @@ class Cluster(ABC):
         return {}
 
     def exec_settings(self, kind: str = "label") -> ExecSettings:
-        return ExecSettings(threads=getattr(self.profile, "label_threads", 1))
+        p = self.profile
+        return ExecSettings(threads=getattr(p, "label_threads", 1), launcher=getattr(p, "launcher", None),
+                            command=getattr(p, "label_command", None))
 
     def describe(self) -> str:
         return type(self).__name__

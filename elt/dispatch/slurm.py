@@ -252,7 +252,7 @@ class SlurmDaskCluster(Cluster):
 
     def exec_settings(self, kind: str = "label") -> ExecSettings:
         pool = self.profile.pools[self.pool_for(kind)]
-        return ExecSettings(threads=pool.threads_per_task, launcher=pool.launcher)
+        return ExecSettings(threads=pool.threads_per_task, launcher=pool.launcher, command=pool.label_command)
 
     @property
     def scheduler_address(self) -> Optional[str]:
