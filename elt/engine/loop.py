@@ -26,7 +26,7 @@ from elt.data.structures import perturbed_copies, start_structures
 from elt.dispatch.base import open_cluster
 from elt.engine import tasks
 from elt.engine.ids import content_id, derive_seed
-from elt.engine.plan import Position, advance, replay
+from elt.engine.plan import Position, advance, is_stuck, replay, stage_threshold
 from elt.engine.runner import Outcome, Reporter, TaskRunner, TaskSpec
 from elt.engine.state import RunLock, RunState
 from elt.errors import CalculationError, CampaignError, ConfigError, SetupError, StateError
@@ -116,8 +116,14 @@ class Campaign:
             self.elements = sorted(wf.system.elements)
         else:
             self.elements = found
+        self.label_cfg = wf.label
+        if getattr(wf.label, "template", None) is not None:  # relative to the workflow file
+            self.label_cfg = wf.label.model_copy(update={"template": wf.resolve(wf.label.template)})
+        self.label_exec = open_cluster(self.profile, self.run_dir).exec_settings("label")
+        kinds = {bool(a.pbc.all()) for a in self.structures}
+        periodic = kinds.pop() if len(kinds) == 1 else None
         labeler_cls = registry.get("labeler", wf.label.kind)
-        problems = labeler_cls(wf.label).check(self.elements)
+        problems = labeler_cls(self.label_cfg, self.label_exec).check(self.elements, periodic)
         if problems:
             raise SetupError(f"the {wf.label.kind} labeler cannot run here:\n  - " + "\n  - ".join(problems))
         registry.get("potential", wf.train.kind)
@@ -250,13 +256,15 @@ class Campaign:
     def _label(self, runner: TaskRunner, frames: list, it: int, phase: str) -> tuple[list, list[dict]]:
         wf = self.wf
         exec_settings = self.cluster.exec_settings("label")
+        template = getattr(self.label_cfg, "template", None)
+        template_hash = content_id(Path(template).read_text()) if template is not None else None
         specs = []
         for a in frames:
             fid = a.info.get(FRAME_ID) or frame_hash(a)
-            tid = content_id("label", wf.label, fid)
+            tid = content_id("label", wf.label, template_hash, fid)
             specs.append(TaskSpec(tid, "label", it, tasks.label_task,
                                   self.run_dir / "label" / f"{tid}",
-                                  (a, wf.label, exec_settings, wf.label.retries), fid))
+                                  (a, self.label_cfg, exec_settings, wf.label.retries), fid))
         outs = runner.run(specs, phase)
         labeled, failed = [], []
         for o in outs:
@@ -384,7 +392,7 @@ class Campaign:
         write_frames(data_file, labeled)
         dataset_size = sum(len(read_frames(Path(f))) for f in files) + len(labeled)
         ratio = counts["accurate"] / total if total else 0.0
-        stuck = bool(total and not pool and ratio < (st.accurate_ratio or wf.converge.accurate_ratio))
+        stuck = is_stuck(counts, len(pool), stage_threshold(wf, si))
         return {
             "iteration": it, "stage": si, "stage_name": st.name or f"stage {si}",
             "temperatures": st.temperatures, "pressures": st.pressures,

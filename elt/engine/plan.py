@@ -27,6 +27,15 @@ def stage_threshold(wf, stage_index: int) -> float:
     return st.accurate_ratio if st.accurate_ratio is not None else wf.converge.accurate_ratio
 
 
+def is_stuck(counts: dict, n_candidates: int, threshold: float) -> bool:
+    """An iteration is stuck when it explored frames but has nothing to label while not accurate:
+    every frame failed, or no frame fell between the trust levels. Another iteration would train on
+    the same data and explore the same way, so the campaign stops and says so instead of looping."""
+    total = sum(counts.values())
+    ratio = counts.get("accurate", 0) / total if total else 0.0
+    return bool(total and n_candidates == 0 and ratio < threshold)
+
+
 def advance(wf, pos: Position, record: dict) -> Position:
     """The position after ``record`` (the summary of iteration ``pos.iteration``)."""
     n_stages = len(wf.explore.stages)
