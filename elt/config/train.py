@@ -41,7 +41,7 @@ class TrainConfig(Strict):
     warm_start: bool = Field(True, description="Start each iteration's members from the previous iteration's weights.")
     batch_size: int = Field(4, ge=1, description="Frames per optimisation step.")
     learning_rate: float = Field(1e-3, gt=0, description="Initial Adam learning rate.")
-    learning_rate_end: float = Field(1e-5, gt=0, description="Learning rate at the last step (exponential decay).")
+    learning_rate_end: float = Field(1e-4, gt=0, description="Learning rate at the last step (exponential decay).")
     energy_weight: tuple[float, float] = Field((0.02, 1.0), description="Energy-loss prefactor (start, end) on the energy per atom; DeePMD-style schedule: p = end + (start - end) * lr / learning_rate.")
     force_weight: tuple[float, float] = Field((1000.0, 1.0), description="Force-loss prefactor (start, end) on the force components.")
     stress_weight: tuple[float, float] = Field((0.0, 0.0), description="Virial-loss prefactor (start, end) on the virial per atom; used when frames carry stress.")

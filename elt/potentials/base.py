@@ -8,10 +8,14 @@ is a module-level object with two plain, picklable functions:
     optionally stress in eV/Å³, ASE sign convention, attached via a SinglePointCalculator) and
     write its checkpoint to ``out_path`` (atomically). ``init_path`` is a previous checkpoint to
     warm-start from. Returns JSON-able metrics: ``rmse_e`` (eV/atom) and ``rmse_f`` (eV/Å) on the
-    training and validation frames (keys ``train`` and ``valid``), ``epochs``, ``seconds``.
+    training and validation frames (keys ``train`` and ``valid``; ``valid`` is None when no frame
+    was held out), ``epochs``, ``steps``, ``seconds``, ``cpu_seconds``, ``n_frames``.
 
 ``load_ensemble(member_paths, precision=None) -> EnsemblePotential``
     Build the ensemble from member checkpoints, without needing the training code path.
+
+Optionally an ensemble offers ``descriptors(atoms) -> (N, D)`` per-atom descriptors (used by the
+``fps`` diversity selection).
 
 :class:`EnsemblePotential` predicts every member at once; :meth:`EnsemblePotential.calculator`
 gives an ASE calculator (mean energy/forces/stress, plus the deviation in ``calc.results``).

@@ -169,3 +169,33 @@ def test_predict_many_matches_predict(small_ensemble):
         np.testing.assert_allclose(p.energies, one.energies, rtol=1e-6)
         np.testing.assert_allclose(p.forces, one.forces, atol=1e-5)
         assert (p.stress is None) == (one.stress is None)
+
+
+def test_force_assembly_paths_agree(ens64):
+    """Forces from the reverse-pair gather equal the scatter-add fallback (used when pairs can't be matched)."""
+    import dataclasses
+
+    import torch
+
+    from elt.potentials.deepmd.graph import build_graph
+
+    for atoms in (_periodic(), _cluster()):
+        g = build_graph([atoms], ens64.typemap, ens64.rcut)
+        assert g.reverse is not None
+        vec = torch.as_tensor(g.vec)
+        a = ens64.model(g, vec)["forces"]
+        b = ens64.model(dataclasses.replace(g, reverse=None), vec)["forces"]
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_slab_without_vacuum_vector_equals_slab_with_vacuum(ens64):
+    from ase.build import fcc111
+
+    slab = fcc111("Cu", size=(2, 2, 3), a=3.61, vacuum=None, periodic=False)
+    slab.pbc = (True, True, False)
+    assert np.linalg.norm(slab.cell[2]) == 0  # no third cell vector at all
+    with_vac = slab.copy()
+    with_vac.cell[2] = (0, 0, 30.0)
+    a, b = ens64.predict(slab), ens64.predict(with_vac)
+    np.testing.assert_allclose(a.energies, b.energies, rtol=1e-12)
+    np.testing.assert_allclose(a.forces, b.forces, atol=1e-12)

@@ -118,3 +118,15 @@ def test_isolated_atom_and_single_member_calculator(small_ensemble):
     assert p.forces.shape == (1, 1, 3) and np.all(p.forces == 0)
     atom.calc = ens.calculator()
     assert np.isfinite(atom.get_potential_energy()) and "max_devi_f" not in atom.calc.results
+
+
+def test_stress_loss_is_used_when_frames_carry_stress(tmp_path):
+    """Same seed and data; only the virial prefactor differs -> different weights (the term is live)."""
+    frames = rattled_cu(4, seed=5)
+    cfg = dict(epochs=2, validation_fraction=0.0)
+    train_member(frames, small_config(**cfg), ["Cu"], 0, 0, tmp_path / "plain.pt")
+    m = train_member(frames, small_config(stress_weight=(10.0, 10.0), **cfg), ["Cu"], 0, 0, tmp_path / "v.pt")
+    assert np.isfinite(m["train"]["rmse_f"])
+    a, b = _state(tmp_path / "plain.pt"), _state(tmp_path / "v.pt")
+    assert any(not torch.allclose(a[k], b[k]) for k in a)
+    assert load_ensemble([tmp_path / "v.pt"]).predict(frames[0], stress=True).stress.shape == (1, 3, 3)

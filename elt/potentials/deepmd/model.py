@@ -27,6 +27,21 @@ from torch import nn
 from elt.potentials.deepmd.graph import Graph
 
 
+class _Involution(torch.autograd.Function):
+    """x[:, perm] for a permutation that is its own inverse: the backward is the same gather
+    (a scatter-add would be much slower on CPU). Differentiable any number of times."""
+
+    @staticmethod
+    def forward(ctx, x, perm):
+        ctx.save_for_backward(perm)
+        return x.index_select(1, perm)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (perm,) = ctx.saved_tensors
+        return _Involution.apply(grad, perm), None
+
+
 class EnsembleLinear(nn.Module):
     def __init__(self, k: int, n_in: int, n_out: int):
         super().__init__()
@@ -180,9 +195,13 @@ class DeepPot(nn.Module):
         if grads:
             grad = torch.autograd.grad(energy.sum(), d, create_graph=create_graph)[0]  # (k, N, S, 3)
             if forces:
-                nbr = torch.as_tensor(g.neighbor, device=dev).reshape(-1)
-                f = grad.sum(dim=2)
-                result["forces"] = f.index_add(1, nbr, grad.reshape(k, n * width, 3), alpha=-1.0)
+                flat = grad.reshape(k, n * width, 3)
+                if g.reverse is not None:  # F_i = sum over i's pairs of dE/dd minus the same over reverse pairs
+                    rev = _Involution.apply(flat, torch.as_tensor(g.reverse, device=dev))
+                    result["forces"] = grad.sum(dim=2) - rev.reshape(k, n, width, 3).sum(dim=2)
+                else:
+                    nbr = torch.as_tensor(g.neighbor, device=dev).reshape(-1)
+                    result["forces"] = grad.sum(dim=2).index_add(1, nbr, flat, alpha=-1.0)
             if virial:
                 w = -(d.detach().reshape(k * n, width, 3).transpose(1, 2) @ grad.reshape(k * n, width, 3))
                 w = w.reshape(k, n, 3, 3)

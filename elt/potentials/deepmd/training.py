@@ -77,7 +77,7 @@ def _fit_statistics(model: DeepPot, data: _Data, elements: Sequence[str]) -> Non
     for f, a in enumerate(data.frames):
         counts[f] = np.bincount(data.typemap(a), minlength=len(elements))
     shift = np.linalg.lstsq(counts, data.energy, rcond=None)[0]
-    r = np.concatenate([np.linalg.norm(p[2], axis=1) for p in data.pairs]) if data.pairs else np.zeros(0)
+    r = np.concatenate([np.linalg.norm(p[3], axis=1) for p in data.pairs]) if data.pairs else np.zeros(0)
     n_pairs = sum(len(p[0]) for p in data.pairs)
     with torch.no_grad():
         model.shift.copy_(torch.as_tensor(shift, dtype=model.shift.dtype).unsqueeze(0))
@@ -189,10 +189,51 @@ def _init_model(config: TrainConfig, elements: Sequence[str], data: _Data, seed:
     return model, {}
 
 
+def _fit(model: DeepPot, data: _Data, train_idx, valid_idx, config: TrainConfig, warm: bool,
+         rng: np.random.Generator, dtype: torch.dtype, member: int) -> tuple[int, int]:
+    """Adam with the decaying learning rate and prefactors; keeps the best weights when early
+    stopping is on. Returns (epochs run, steps run)."""
+    bs = min(config.batch_size, len(train_idx))
+    steps_per_epoch = math.ceil(len(train_idx) / bs)
+    max_steps = config.warm_max_steps if warm else config.max_steps
+    epochs = min(config.warm_epochs if warm else config.epochs, max(1, max_steps // steps_per_epoch))
+    total = epochs * steps_per_epoch
+    opt = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    decay = (config.learning_rate_end / config.learning_rate) ** (1.0 / max(total - 1, 1))
+    (e0, e1), (f0, f1), (v0, v1) = config.energy_weight, config.force_weight, config.stress_weight
+    best, best_loss, since_best, step, epoch = None, math.inf, 0, 0, 0
+    for epoch in range(1, epochs + 1):
+        order = rng.permutation(train_idx)
+        for b in range(steps_per_epoch):
+            lr = config.learning_rate * decay ** step
+            ratio = lr / config.learning_rate
+            pref = (e1 + (e0 - e1) * ratio, f1 + (f0 - f1) * ratio, v1 + (v0 - v1) * ratio)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            loss, _, _ = _loss(model, data.batch(order[b * bs:(b + 1) * bs], dtype), pref)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+        if config.patience is not None and len(valid_idx):
+            v = evaluate(model, data, valid_idx, dtype)
+            vloss = e1 * v["rmse_e"] ** 2 + f1 * v["rmse_f"] ** 2  # final prefactors: comparable over epochs
+            if vloss < best_loss:
+                best_loss, best, since_best = vloss, copy.deepcopy(model.state_dict()), 0
+            else:
+                since_best += 1
+                if since_best >= config.patience:
+                    log.info("member %d: early stop at epoch %d", member, epoch)
+                    break
+    if best is not None:
+        model.load_state_dict(best)
+    return epoch, step
+
+
 def train_member(frames: Sequence[Atoms], config: TrainConfig, elements: Sequence[str], member: int,
                  seed: int, out_path, init_path=None) -> dict:
     """Fit one member and write its checkpoint to ``out_path``; see :mod:`elt.potentials.base`."""
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     frames = list(frames)
     _check_frames(frames)
     torch.set_num_threads(int(config.threads))
@@ -205,50 +246,14 @@ def train_member(frames: Sequence[Atoms], config: TrainConfig, elements: Sequenc
     model, _ = _init_model(config, elements, data, seed, init_path)
     train_idx, valid_idx = _split(len(frames), config, rng)
 
-    warm = init_path is not None
-    bs = min(config.batch_size, len(train_idx))
-    steps_per_epoch = math.ceil(len(train_idx) / bs)
-    max_steps = config.warm_max_steps if warm else config.max_steps
-    epochs = min(config.warm_epochs if warm else config.epochs, max(1, max_steps // steps_per_epoch))
-    total = epochs * steps_per_epoch
-    opt = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-    decay = (config.learning_rate_end / config.learning_rate) ** (1.0 / max(total - 1, 1))
-    (e0, e1), (f0, f1), (v0, v1) = config.energy_weight, config.force_weight, config.stress_weight
-    final_pref = (e1, f1, 0.0)
-    best, best_loss, since_best, step, epoch = None, math.inf, 0, 0, 0
-    for epoch in range(1, epochs + 1):
-        model.train()
-        order = rng.permutation(train_idx)
-        for b in range(steps_per_epoch):
-            idx = order[b * bs:(b + 1) * bs]
-            lr = config.learning_rate * decay ** step
-            ratio = lr / config.learning_rate
-            pref = (e1 + (e0 - e1) * ratio, f1 + (f0 - f1) * ratio, v1 + (v0 - v1) * ratio)
-            for group in opt.param_groups:
-                group["lr"] = lr
-            loss, _, _ = _loss(model, data.batch(idx, dtype), pref)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-        if config.patience is not None and len(valid_idx):
-            v = evaluate(model, data, valid_idx, dtype)
-            vloss = final_pref[0] * v["rmse_e"] ** 2 + final_pref[1] * v["rmse_f"] ** 2
-            if vloss < best_loss:
-                best_loss, best, since_best = vloss, copy.deepcopy(model.state_dict()), 0
-            else:
-                since_best += 1
-                if since_best >= config.patience:
-                    log.info("member %d: early stop at epoch %d", member, epoch)
-                    break
-    if best is not None:
-        model.load_state_dict(best)
+    epochs, steps = _fit(model, data, train_idx, valid_idx, config, init_path is not None, rng, dtype, member)
     metrics = {
         "train": evaluate(model, data, np.unique(train_idx), dtype),
         "valid": evaluate(model, data, valid_idx, dtype),
-        "epochs": epoch,
-        "steps": step,
+        "epochs": epochs,
+        "steps": steps,
         "seconds": round(time.perf_counter() - t0, 3),
+        "cpu_seconds": round(time.process_time() - c0, 3),
         "n_frames": len(frames),
         "warm_start": init_path is not None,
     }
