@@ -199,3 +199,36 @@ def test_slab_without_vacuum_vector_equals_slab_with_vacuum(ens64):
     a, b = ens64.predict(slab), ens64.predict(with_vac)
     np.testing.assert_allclose(a.energies, b.energies, rtol=1e-12)
     np.testing.assert_allclose(a.forces, b.forces, atol=1e-12)
+
+
+def test_mixed_elements_gradient_and_permutation(tmp_path):
+    """Two elements (separate embedding/fitting networks, per-type neighbour blocks)."""
+    from cu_frames import emt_label, rattled_cu, small_config
+
+    from elt.potentials.deepmd import train_member
+
+    frames = []
+    for n_au in (3, 6):
+        a = rattled_cu(1, seed=n_au)[0].copy()
+        a.symbols[:n_au] = "Au"
+        frames.append(emt_label(a))
+    train_member(frames, small_config(epochs=1, validation_fraction=0.0), ["Au", "Cu"], 0, 0, tmp_path / "m.pt")
+    ens = load_ensemble([tmp_path / "m.pt"], precision="float64")
+    atoms = frames[1].copy()
+    atoms.positions += np.random.default_rng(2).normal(0, 0.05, atoms.positions.shape)
+    pred = ens.predict(atoms)
+    h = 1e-5
+    for i in (0, 10):  # an Au and a Cu atom
+        for c in range(3):
+            plus, minus = atoms.copy(), atoms.copy()
+            plus.positions[i, c] += h
+            minus.positions[i, c] -= h
+            fd = -(_energies(ens, plus) - _energies(ens, minus)) / (2 * h)
+            np.testing.assert_allclose(pred.forces[:, i, c], fd, rtol=1e-5, atol=1e-7)
+    perm = np.random.default_rng(3).permutation(len(atoms))
+    q = ens.predict(atoms[perm])
+    np.testing.assert_allclose(q.energies, pred.energies, rtol=1e-12)
+    np.testing.assert_allclose(q.forces, pred.forces[:, perm], atol=1e-10)
+    swapped = atoms.copy()
+    swapped.symbols[[0, 10]] = swapped.symbols[[10, 0]]  # exchanging unlike atoms changes the energy
+    assert abs(ens.predict(swapped).energies[0] - pred.energies[0]) > 1e-6
