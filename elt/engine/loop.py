@@ -75,7 +75,9 @@ def check_compatible(state: RunState, wf, n_done: int, records: list[dict]) -> N
         state.set_meta("fingerprint", json.dumps(new))
         return
     old = json.loads(old_text)
-    changed = [k for k in FROZEN_SECTIONS if old.get(k) != new[k]]
+    # before the first iteration finishes only the initial labels exist: they depend on these
+    sections = FROZEN_SECTIONS if n_done else ("system", "label", "seed")
+    changed = [k for k in sections if old.get(k) != new[k]]
     used_stages = sorted({r["stage"] for r in records})
     for i in used_stages:
         if i >= len(new["stages"]) or i >= len(old["stages"]) or old["stages"][i] != new["stages"][i]:
