@@ -28,7 +28,8 @@ class RichReporter(Reporter):
     def phase_start(self, name, total, reused):
         self.failed = 0
         note = f"({reused} reused)" if reused else ""
-        self.task = self.progress.add_task(name, total=total, completed=reused, note=note)
+        self.total = total
+        self.task = self.progress.add_task(name, total=total, note=note)
         if not self.console.is_terminal:
             self.console.print(f"{name}: {total} tasks" + (f", {reused} reused" if reused else ""))
 
@@ -37,6 +38,11 @@ class RichReporter(Reporter):
             self.failed += 1
         if self.task is not None:
             self.progress.update(self.task, advance=1, note=f"{self.failed} failed" if self.failed else "")
+
+    def phase_grow(self, n):
+        if self.task is not None:
+            self.total += n
+            self.progress.update(self.task, total=self.total)
 
     def phase_end(self, name):
         if self.task is not None:

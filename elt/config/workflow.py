@@ -119,6 +119,7 @@ class SelectConfig(Strict):
     max_candidates: int = Field(20, ge=0, description="Most frames labeled per iteration.")
     strategy: Literal["random", "highest", "fps"] = Field("random", description="Which candidates to keep when there are more than max_candidates: at random, the highest deviations, or fps (farthest-point sampling on the ensemble's descriptors averaged per frame, for diversity).")
     max_per_walker: Optional[int] = Field(None, ge=1, description="Most candidates one walker may contribute.")
+    stream: bool = Field(False, description="Label a walker's candidates as soon as that walker finishes (each walker gets an equal share of max_candidates), instead of waiting for every walker and choosing among all candidates: labels overlap with slow walkers. Not with adaptive_lo or strategy fps.")
     adaptive_lo: Optional[AdaptiveLo] = Field(None, description="Choose trust_lo per iteration so that a number or fraction of the frames below trust_hi become candidates (dpgen2's adaptive-lower); trust_lo is then unused (see lo_min).")
 
     @model_validator(mode="after")
@@ -129,6 +130,9 @@ class SelectConfig(Strict):
             raise ValueError("give both energy_trust_lo and energy_trust_hi, or neither")
         if self.energy_trust_lo is not None and self.energy_trust_lo >= self.energy_trust_hi:
             raise ValueError("energy_trust_lo must be below energy_trust_hi")
+        if self.stream and (self.adaptive_lo is not None or self.strategy == "fps"):
+            raise ValueError("stream: true chooses each walker's labels alone; it does not combine with adaptive_lo "
+                             "or strategy fps, which compare all walkers' frames (set stream: false)")
         if self.adaptive_lo is not None and self.adaptive_lo.lo_min is not None and self.adaptive_lo.lo_min >= self.trust_hi:
             raise ValueError(f"adaptive_lo.lo_min ({self.adaptive_lo.lo_min}) must be below trust_hi ({self.trust_hi})")
         return self

@@ -19,7 +19,7 @@ class LocalDaskCluster(Cluster):
                 threads_per_worker=p.threads_per_worker,
                 processes=True,
                 memory_limit=p.memory_limit,
-                dashboard_address=":0" if p.dashboard else None,
+                dashboard_address=":0",
                 silence_logs=40,
             )
             self.client = Client(self.cluster)

@@ -19,7 +19,7 @@ import numpy as np
 
 from elt import registry
 from elt.config.cluster import load_profile
-from elt.data.frames import (FRAME_ID, atomic_write_bytes, ITERATION, SOURCE, chemical_elements, frame_hash, labels_of,
+from elt.data.frames import (FRAME_ID, atomic_write_bytes, ITERATION, SOURCE, STEP, chemical_elements, frame_hash, labels_of,
                              read_frames, write_frames)
 from elt.data.io import read_initial_data
 from elt.data.structures import perturbed_copies, start_structures
@@ -222,7 +222,7 @@ class Campaign:
                         out.append((wid, a, T, P, derive_seed(wf.seed, "walker", it, wid)))
         return out
 
-    def _explore(self, runner: TaskRunner, it: int, stage_index: int, members: list[str]) -> list[Outcome]:
+    def _explore(self, runner: TaskRunner, it: int, stage_index: int, members: list[str], follow=None) -> list[Outcome]:
         wf = self.wf
         st = wf.explore.stages[stage_index]
         sel = self._select_levels(stage_index)
@@ -232,7 +232,8 @@ class Campaign:
             tid = content_id("explore", st, sel, members, frame_hash(a), walker)
             specs.append(TaskSpec(tid, "explore", it, tasks.explore_task, self._task_dir(it, "explore", wid, tid),
                                   (walker, a, members, wf.train.kind, st, sel, wf.explore.threads), wid))
-        return runner.run(specs, f"iteration {it}: explore (stage {stage_index})")
+        phase = f"iteration {it}: explore (stage {stage_index})" + (" + label" if follow else "")
+        return runner.run(specs, phase, follow)
 
     def _select_levels(self, stage_index: int) -> dict:
         wf = self.wf
@@ -255,7 +256,7 @@ class Campaign:
             rows.append(files[wi][c["index"]])
         return np.asarray(rows).reshape(len(rows), -1)
 
-    def _label(self, runner: TaskRunner, frames: list, it: int, phase: str) -> tuple[list, list[dict]]:
+    def _label_specs(self, frames: list, it: int) -> list[TaskSpec]:
         wf = self.wf
         exec_settings = self.cluster.exec_settings("label")
         template = getattr(self.label_cfg, "template", None)
@@ -267,7 +268,10 @@ class Campaign:
             specs.append(TaskSpec(tid, "label", it, tasks.label_task,
                                   self.run_dir / "label" / f"{tid}",
                                   (a, self.label_cfg, exec_settings, wf.label.retries), fid))
-        outs = runner.run(specs, phase)
+        return specs
+
+    @staticmethod
+    def _label_results(outs: list[Outcome]) -> tuple[list, list[dict]]:
         labeled, failed = [], []
         for o in outs:
             if o.status == "done":
@@ -278,6 +282,40 @@ class Campaign:
                                "message": r.get("message") or o.error, "physics": bool(r.get("physics")),
                                "workdir": str(o.spec.task_dir)})
         return labeled, failed
+
+    def _fresh(self, frames: list, seen: set) -> list:
+        """Frames not yet in the data set nor chosen already (walkers of one start structure share
+        their step-0 frame; a frame can come back in a later iteration)."""
+        out = []
+        for a in frames:
+            fid = a.info.get(FRAME_ID)
+            if fid in self.known or fid in seen:
+                continue
+            seen.add(fid)
+            out.append(a)
+        return out
+
+    def _label(self, runner: TaskRunner, frames: list, it: int, phase: str) -> tuple[list, list[dict]]:
+        return self._label_results(runner.run(self._label_specs(frames, it), phase))
+
+    def _stream_labels(self, it: int, n_walkers: int):
+        """The follow-up of a finished walker when select.stream is on: label its share of the
+        candidates at once. Deterministic: the share and the seed depend on the walker only."""
+        wf = self.wf
+        quota = -(-wf.select.max_candidates // max(n_walkers, 1))
+
+        def follow(o: Outcome) -> list[TaskSpec]:
+            if o.status != "done" or not o.result["candidates"]:
+                return []
+            devs = np.array([c["max_devi_f"] for c in o.result["candidates"]])
+            rng = np.random.default_rng(derive_seed(wf.seed, "select", it, o.spec.name))
+            idx = choose(devs, quota, wf.select.strategy, rng)
+            frames = read_frames(Path(o.result["candidates_file"]))
+            return self._label_specs(self._fresh([frames[o.result["candidates"][i]["index"]] for i in idx], seen), it)
+
+        seen: set = set()
+
+        return follow
 
     def _task_dir(self, it: int, kind: str, name: str, tid: str) -> Path:
         return self.run_dir / f"iter_{it:03d}" / kind / f"{name}-{tid[:8]}"
@@ -302,6 +340,12 @@ class Campaign:
         files = self._initial_data(runner)
         for r in records:
             files.append(r["data_file"])
+        self.known: set = set()  # frame ids in the data set: never added (or labeled) twice
+        self.n_data = 0
+        for f in files:
+            for a in read_frames(Path(f)):
+                self.known.add(a.info.get(FRAME_ID))
+                self.n_data += 1
         pos = replay(wf, records)
         members = records[-1]["members"] if records else None
         if records:
@@ -321,8 +365,7 @@ class Campaign:
         test = self._evaluate(runner, pos.iteration, final) if wf.evaluate.frames else None
         if test is not None:
             state.set_meta("test", json.dumps(test))
-        n = sum(len(read_frames(Path(f))) for f in files)
-        return RunSummary(str(self.run_dir), pos.done, pos.iteration, n, final, metrics, test, runner.dispatched)
+        return RunSummary(str(self.run_dir), pos.done, pos.iteration, self.n_data, final, metrics, test, runner.dispatched)
 
     def _publish_model(self, members: list[str]) -> list[str]:
         """Copy the final members to RUN_DIR/model/member_I.pt (what elt.load_potential takes)."""
@@ -340,7 +383,15 @@ class Campaign:
         t0 = time.perf_counter()
         members, metrics = self._train(runner, it, files, members_prev, f"iteration {it}: train")
         t1 = time.perf_counter()
-        walks = self._explore(runner, it, si, members)
+        streamed = None
+        if wf.select.stream:
+            outs = self._explore(runner, it, si, members, self._stream_labels(it, len(self._walkers(it, si))))
+            walks = [o for o in outs if o.spec.kind == "explore"]
+            rank = {o.spec.name: i for i, o in enumerate(walks)}  # walker order, not completion order
+            streamed = sorted((o for o in outs if o.spec.kind == "label"),
+                              key=lambda o: (rank[o.spec.args[0].info[SOURCE]], o.spec.args[0].info[STEP]))
+        else:
+            walks = self._explore(runner, it, si, members)
         t2 = time.perf_counter()
         # gather statistics and candidates
         counts = {"accurate": 0, "candidate": 0, "failed": 0}
@@ -373,6 +424,8 @@ class Campaign:
                                  wf.select.strategy, rng, feats)
             pool, feats = [pool[i] for i in keep], (feats[keep] if feats is not None else None)
         chosen = choose(np.array([p[0] for p in pool]), wf.select.max_candidates, wf.select.strategy, rng, feats)
+        if streamed is not None:
+            chosen = []
         frames = []
         cache: dict[int, list] = {}
         for idx in chosen:
@@ -381,7 +434,12 @@ class Campaign:
                 cache[wi] = read_frames(Path(walks[wi].result["candidates_file"]))
             frames.append(cache[wi][c["index"]])
         t3 = time.perf_counter()
-        labeled, failed = self._label(runner, frames, it, f"iteration {it}: label")
+        frames = self._fresh(frames, set())
+        if streamed is not None:  # labeled while exploring, in walker order
+            labeled, failed = self._label_results(streamed)
+            frames = [o.spec.args[0] for o in streamed]
+        else:
+            labeled, failed = self._label(runner, frames, it, f"iteration {it}: label")
         t4 = time.perf_counter()
         if frames and len(failed) > wf.label.max_failed_fraction * len(frames):
             raise CampaignError(
@@ -392,7 +450,9 @@ class Campaign:
                      "rerun `elt run` to continue: finished labels are kept")
         data_file = self.data_dir / f"iter_{it:03d}.extxyz"
         write_frames(data_file, labeled)
-        dataset_size = sum(len(read_frames(Path(f))) for f in files) + len(labeled)
+        self.known.update(a.info.get(FRAME_ID) for a in labeled)
+        self.n_data += len(labeled)
+        dataset_size = self.n_data
         ratio = counts["accurate"] / total if total else 0.0
         stuck = is_stuck(counts, len(pool), stage_threshold(wf, si))
         return {

@@ -43,6 +43,9 @@ class Reporter:
     def advance(self, outcome: Outcome) -> None:
         pass
 
+    def phase_grow(self, n: int) -> None:
+        """``n`` more tasks joined the running phase."""
+
     def phase_end(self, name: str) -> None:
         pass
 
@@ -91,39 +94,62 @@ class TaskRunner:
         at all (a SLURM pool whose jobs never start raises a DispatchError instead of hanging)."""
         from distributed import wait
 
-        pending = set(futures)
-        while pending:
+        finished: set = set()
+        while True:
+            pending = [f for f in futures if f not in finished]  # futures grows while we wait
+            if not pending:
+                return
             try:
-                done, pending = wait(list(pending), timeout=self.check_every, return_when="FIRST_COMPLETED")
+                done, _ = wait(pending, timeout=self.check_every, return_when="FIRST_COMPLETED")
             except TimeoutError:  # distributed's TimeoutError is the builtin one
                 done = set()
             for fut in done:
+                finished.add(fut)
                 yield fut
             check = getattr(self.cluster, "check", None)
             if check is not None:
                 check()
 
-    def run(self, specs: list[TaskSpec], phase: str) -> list[Outcome]:
+    def run(self, specs: list[TaskSpec], phase: str,
+            follow: Optional[Callable[[Outcome], list[TaskSpec]]] = None) -> list[Outcome]:
+        """Run ``specs`` (reusing finished ones) and return their outcomes in order. ``follow``, if
+        given, is called with each outcome of ``specs`` as it arrives and returns further tasks to
+        run at once (e.g. a walker's labels); their outcomes follow those of ``specs``, in the order
+        they were created."""
         outcomes: dict[str, Outcome] = {}
-        todo: list[TaskSpec] = []
-        for s in specs:
-            rec = self.state.task(s.id)
-            if _reusable(rec):
-                outcomes[s.id] = Outcome(s, rec["status"], rec["result"], reused=True)
-            else:
-                todo.append(s)
-        self.reporter.phase_start(phase, len(specs), len(specs) - len(todo))
+        order = [s.id for s in specs]
         futures = {}
         submitted = {}
-        client = self.cluster.client
-        try:
-            for s in todo:
+        self.reporter.phase_start(phase, len(specs), sum(_reusable(self.state.task(s.id)) for s in specs))
+
+        def finish(s: TaskSpec, out: Outcome) -> None:
+            outcomes[s.id] = out
+            self.reporter.advance(out)
+            if follow is not None and s.id in primary:
+                more = follow(out)
+                if more:
+                    self.reporter.phase_grow(len(more))
+                    start(more)
+
+        def start(batch: list[TaskSpec]) -> None:
+            client = self.cluster.client
+            for s in batch:
+                if s.id not in primary:
+                    order.append(s.id)
+                rec = self.state.task(s.id)
+                if _reusable(rec):
+                    finish(s, Outcome(s, rec["status"], rec["result"], reused=True))
+                    continue
                 fut = client.submit(run_in_dir, s.fn, str(s.task_dir), *s.args, key=f"{s.kind}-{s.id}",
                                     journal_file=str(self.state.run_dir / "journal.log"), tag=f"{s.kind}:{s.id}",
                                     pure=False, **self.cluster.submit_options(s.kind))
                 futures[fut] = s
                 submitted[s.id] = time.perf_counter()
                 self.dispatched += 1
+
+        primary = set(order)
+        try:
+            start(specs)
             for fut in self._completed(futures):
                 s = futures[fut]
                 try:
@@ -138,14 +164,13 @@ class TaskRunner:
                     self.state.record_task(s.id, s.kind, s.iteration, status, res,
                                            seconds=float(res.get("seconds", 0.0)),
                                            attempts=int(res.get("attempts", 1)))
-                outcomes[s.id] = out
                 self.timeline.append((s.kind, phase, submitted[s.id], time.perf_counter(),
                                       float((out.result or {}).get("seconds", 0.0))))
-                self.reporter.advance(out)
+                finish(s, out)
         except BaseException:
             for fut in futures:
                 fut.cancel()
             raise
         finally:
             self.reporter.phase_end(phase)
-        return [outcomes[s.id] for s in specs]
+        return [outcomes[i] for i in dict.fromkeys(order)]

@@ -189,3 +189,42 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
 
     assert holder(tmp_path / "tiny") is None
     assert main(["run", str(wf)]) == 0
+
+
+def test_streamed_labels_start_while_walkers_still_run(tmp_path):
+    from elt.config import parse_workflow
+    from elt.engine.loop import Campaign
+
+    data = {**TINY, "explore": {"stages": [{"temperatures": [300, 600, 900], "steps": 40, "record_every": 10,
+                                            "max_iterations": 1}]},
+            "select": {**TINY["select"], "stream": True, "max_candidates": 5},
+            "converge": {"max_iterations": 1}}
+    wf = parse_workflow(data, base_dir=tmp_path)
+    camp = Campaign(wf, tmp_path / "run")
+    camp.run()
+    tl = camp.runner.timeline
+    explore_done = max(done for kind, phase, sub, done, _ in tl if kind == "explore" and "explore" in phase)
+    first_label = min(sub for kind, phase, sub, done, _ in tl if kind == "label" and "explore" in phase)
+    assert first_label < explore_done  # a finished walker's labels did not wait for the last walker
+    with open_readonly(tmp_path / "run") as st:
+        [rec] = st.iterations()
+    frames = read_frames(Path(rec["data_file"]))
+    per_walker = Counter(a.info["elt_source"] for a in frames)
+    assert max(per_walker.values()) <= 2  # ceil(5 / 3 walkers)
+    assert rec["labels_ok"] == len(frames) > 0
+    # the data file lists the frames in walker order, whatever order the walkers finished in
+    order = [rec["explore_tasks"].index(next(t for t in rec["explore_tasks"] if t.startswith(a.info["elt_source"])))
+             for a in frames]
+    assert order == sorted(order)
+    # resume: nothing is dispatched again
+    again = Campaign(wf, tmp_path / "run")
+    again.run()
+    assert again.runner.dispatched == 0
+
+
+def test_stream_refuses_global_selection_options():
+    from elt.config import parse_workflow
+    from elt.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="stream: true"):
+        parse_workflow({**TINY, "select": {**TINY["select"], "stream": True, "strategy": "fps"}})
