@@ -17,7 +17,7 @@ class UDDBias(Strict):
 
     kind: Literal["udd"] = "udd"
     strength: float = Field(1.0, gt=0, description="A (eV): depth of the bias; E_bias lies in (−A, 0].")
-    width: float = Field(0.02, gt=0, description="B (eV): the bias acts while σ_E² ≲ k·N·B² and saturates beyond (σ_E = std of the member energies).")
+    width: Optional[float] = Field(None, gt=0, description="B (eV): the bias acts while σ_E² ≲ k·N·B² and saturates beyond (σ_E = std of the member energies). null: set on each walker's start frame so that σ_E² = k·N·B² there.")
     from_iteration: int = Field(0, ge=0, description="The bias is on in iterations ≥ this (plain MD before).")
 
 

@@ -87,17 +87,26 @@ class WrappedCalculator(Calculator):
 
 
 class UDDCalculator(WrappedCalculator):
-    """Uncertainty-driven dynamics: E_b = A·[exp(−σ_E²/(k·N·B²)) − 1]; ``strength`` A, ``width`` B (eV)."""
+    """Uncertainty-driven dynamics: E_b = A·[exp(−σ_E²/(k·N·B²)) − 1]; ``strength`` A, ``width`` B (eV).
 
-    def __init__(self, inner: Calculator, strength: float = 1.0, width: float = 0.02, **kwargs):
+    ``width`` None: B is set at the first evaluation (the walker's start frame) so that
+    σ_E²/(k·N·B²) = 1 there, then kept: the bias acts from the start and flattens once the walker
+    has reached a few times the start's σ_E. (How large σ_E is depends on the ensemble, e.g. on
+    constant energy offsets between members, so a fixed B can leave the bias saturated at zero force.)
+    """
+
+    def __init__(self, inner: Calculator, strength: float = 1.0, width: Optional[float] = None, **kwargs):
         super().__init__(inner, **kwargs)
-        if strength <= 0 or width <= 0:
+        if strength <= 0 or (width is not None and width <= 0):
             raise ValueError(f"UDD strength and width must be positive, got A={strength}, B={width}")
-        self.strength, self.width = float(strength), float(width)
+        self.strength = float(strength)
+        self.width = None if width is None else float(width)
 
     def bias(self, atoms, results):
         e, f = results["energies_members"], results["forces_members"]
         var, dvar = energy_variance(e, f)
+        if self.width is None:
+            self.width = max(math.sqrt(var / (len(e) * len(atoms))), 1e-6)
         c = len(e) * len(atoms) * self.width ** 2
         ex = math.exp(-var / c)
         return self.strength * (ex - 1.0), (self.strength / c) * ex * dvar

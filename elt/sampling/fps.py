@@ -56,4 +56,6 @@ def frame_vectors(potential, frames: Sequence) -> np.ndarray:
                          f"{type(potential).__name__} does not provide (a descriptors(atoms) method)")
     elements = list(potential.elements)
     rows = [frame_vector(potential.descriptors(a), a.get_chemical_symbols(), elements) for a in frames]
-    return np.asarray(rows, dtype=np.float64).reshape(len(rows), -1)
+    if not rows:
+        return np.zeros((0, 0))
+    return np.asarray(rows, dtype=np.float64)

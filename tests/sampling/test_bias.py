@@ -83,6 +83,19 @@ def test_results_mean_includes_bias_and_deviations_stay_unbiased(cu_pot64, cu_en
     np.testing.assert_allclose(r["energies_members"], p.energies)
 
 
+def test_udd_auto_width_is_set_on_the_first_frame_then_kept(cu_pot64, cu_ensemble):
+    a, b = cu_ensemble[1][0].copy(), cu_ensemble[1][1].copy()
+    calc = UDDCalculator(cu_pot64.calculator(), strength=1.0)
+    a.calc = calc
+    a.get_potential_energy()
+    assert calc.width == pytest.approx(_width_for(cu_pot64, a, 1.0), rel=1e-9)
+    assert calc.results["bias_energy"] == pytest.approx(math.exp(-1.0) - 1.0, rel=1e-9)
+    w = calc.width
+    b.calc = calc
+    b.get_potential_energy()
+    assert calc.width == w
+
+
 def test_hal_adapts_tau_to_the_target_force_ratio(cu_pot64, cu_ensemble):
     calc = HALCalculator(cu_pot64.calculator(), tau=1e-3, target_ratio=0.3, memory=5)
     ratios = []
@@ -115,7 +128,7 @@ def test_bias_drives_walkers_to_higher_deviation(cu_ensemble, kind):
     pot = load_ensemble(cu_ensemble[0])
     start = cu_ensemble[1][0]
     if kind == "udd":
-        biased = UDDCalculator(pot.calculator(), strength=5.0, width=_width_for(pot, start, 0.2))
+        biased = UDDCalculator(pot.calculator(), strength=5.0)  # B set on the start frame
     else:
         biased = HALCalculator(pot.calculator(), target_ratio=0.5, memory=5)
     plain_f, plain_e = _mean_devi(pot, start, pot.calculator(), seed=5)

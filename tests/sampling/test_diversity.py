@@ -65,6 +65,7 @@ def test_deepmd_descriptors_are_invariant_and_tell_frames_apart(cu_pot64, cu_ens
     np.testing.assert_allclose(cu_pot64.descriptors(a[perm]), d[perm], atol=1e-8)
     v = frame_vectors(cu_pot64, frames[:3])
     assert v.shape == (3, 64)
+    assert frame_vectors(cu_pot64, []).shape[0] == 0  # a walker without candidates
     assert np.linalg.norm(v[0] - v[1]) > 1e-6
 
 

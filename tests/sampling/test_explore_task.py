@@ -64,3 +64,10 @@ def test_adaptive_mode_keeps_every_frame_below_hi(tmp_path, cu_ensemble):
     below = int((table[:, 4] < hi).sum())
     assert len(r["candidates"]) == below == r["counts"]["candidate"]
     assert r["counts"]["accurate"] == 0
+
+
+def test_fps_walker_without_candidates(tmp_path, cu_ensemble):
+    stage = StageConfig(steps=10, record_every=5, stop_at_failed=False)
+    r, d = _run(tmp_path, cu_ensemble, stage, {"lo": 0.0, "hi": 1e-9, "strategy": "fps", "max_per_walker": 2})
+    assert r["candidates"] == [] and r["counts"]["failed"] == 3
+    assert np.load(r["features_file"]).shape[0] == 0
