@@ -130,7 +130,7 @@ def labels_to_reach(curve, target: float):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dir", type=Path, default=Path("/tmp/elt-bench-data-efficiency"))
+    ap.add_argument("--dir", type=Path, default=Path("bench-runs/data-efficiency"))
     ap.add_argument("--iterations", type=int, default=4)
     ap.add_argument("--labels", type=int, default=6, help="labels per iteration (max_candidates)")
     ap.add_argument("--bias", choices=["udd", "hal", "none"], default="udd")
