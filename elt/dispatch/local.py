@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+import threading
+
 from elt.dispatch.base import Cluster
 from elt.errors import DispatchError
 from elt.registry import register
@@ -13,6 +16,10 @@ class LocalDaskCluster(Cluster):
         from distributed import Client, LocalCluster
 
         p = self.profile
+        # worker processes ignore Ctrl-C: the driver alone stops the run cleanly, and a terminal's
+        # SIGINT to the whole process group must not make every worker print a traceback
+        # (an ignored signal stays ignored in the processes started from here)
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if _main_thread() else None
         try:
             self.cluster = LocalCluster(
                 n_workers=p.workers(),
@@ -26,6 +33,9 @@ class LocalDaskCluster(Cluster):
         except Exception as e:  # pragma: no cover - environment specific
             raise DispatchError(f"could not start a local Dask cluster: {e}",
                                 hint="check free memory and that this machine allows worker processes") from e
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
         return self.client
 
     def close(self):
@@ -41,3 +51,7 @@ class LocalDaskCluster(Cluster):
     def describe(self):
         p = self.profile
         return f"local Dask cluster, {p.workers()} worker processes × {p.threads_per_worker} thread"
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
