@@ -165,6 +165,8 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--dir", type=Path, default=Path("bench-runs/engine"))
     ap.add_argument("--skip-pyscf", action="store_true")
+    ap.add_argument("--skip-emt", action="store_true")
+    ap.add_argument("--stream", action="store_true", help="also run the PySCF campaign with select.stream on")
     args = ap.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
     cu, water = dict(CU), dict(WATER)
@@ -176,9 +178,12 @@ def main():
     print(f"{'kind':<10}{'latency (ms)':>14}{'per task, batched (ms)':>26}")
     for k, v in d.items():
         print(f"{k:<10}{v['latency_ms']:>14.1f}{v['throughput_ms']:>26.1f}")
-    results = [campaign(cu, args.workers, args.dir)]
+    results = [] if args.skip_emt else [campaign(cu, args.workers, args.dir)]
     if not args.skip_pyscf:
         results.append(campaign(water, args.workers, args.dir))
+        if args.stream:
+            streamed = {**water, "name": "pyscf-stream", "select": {**water["select"], "stream": True}}
+            results.append(campaign(streamed, args.workers, args.dir))
     print()
     print(f"{'campaign':<14}{'tasks':>6}{'wall (s)':>10}{'engine overhead':>17}{'utilisation':>13}   per phase kind: utilisation / time below full")
     for r in results:
