@@ -376,6 +376,64 @@ class Campaign:
             out.append(str(dst))
         return out
 
+    @staticmethod
+    def _gather(walks: list[Outcome], it: int):
+        """Counts, stop reasons and the pooled candidates (max_devi_f, walker index, candidate) of
+        the iteration's walkers; raises when every walker failed."""
+        counts = {"accurate": 0, "candidate": 0, "failed": 0}
+        stop_reasons: dict[str, int] = {}
+        pool = []
+        walker_failures = []
+        for wi, o in enumerate(walks):
+            if o.status != "done":
+                walker_failures.append({"walker": o.spec.name, "message": (o.result or {}).get("message") or o.error})
+                continue
+            r = o.result
+            for k in counts:
+                counts[k] += r["counts"][k]
+            stop_reasons[r["stop_reason"]] = stop_reasons.get(r["stop_reason"], 0) + 1
+            for c in r["candidates"]:
+                pool.append((c["max_devi_f"], wi, c))
+        if walker_failures and len(walker_failures) == len(walks):
+            raise CalculationError(f"every exploration walker of iteration {it} failed: {walker_failures[0]['message']}",
+                                   hint="see the explore/ task folders of this iteration; rerun `elt run` to retry")
+        return counts, stop_reasons, pool, walker_failures
+
+    def _select(self, walks: list[Outcome], pool: list, counts: dict, lv: dict, it: int):
+        """The frames to label among all walkers' candidates (adaptive lo, per-walker cap, budget,
+        strategy); updates ``counts`` and ``lv['lo']`` under the adaptive lo. Returns the frames and
+        the candidate pool in force."""
+        wf = self.wf
+        rng = np.random.default_rng(derive_seed(wf.seed, "select", it))
+        feats = self._pool_features(walks, pool) if wf.select.strategy == "fps" and pool else None
+        ad = wf.select.adaptive_lo
+        if ad is not None:  # re-classify every frame below hi with the adaptive lo
+            lv["lo"], keep = adaptive_lo(np.array([p[0] for p in pool]), ad.candidates, ad.fraction, ad.lo_min, lv["hi"])
+            counts["accurate"], counts["candidate"] = len(pool) - len(keep), len(keep)
+            pool, feats = [pool[i] for i in keep], (feats[keep] if feats is not None else None)
+            keep = cap_per_group([p[1] for p in pool], np.array([p[0] for p in pool]), wf.select.max_per_walker,
+                                 wf.select.strategy, rng, feats)
+            pool, feats = [pool[i] for i in keep], (feats[keep] if feats is not None else None)
+        chosen = choose(np.array([p[0] for p in pool]), wf.select.max_candidates, wf.select.strategy, rng, feats)
+        frames = []
+        cache: dict[int, list] = {}
+        for idx in chosen:
+            _, wi, c = pool[idx]
+            if wi not in cache:
+                cache[wi] = read_frames(Path(walks[wi].result["candidates_file"]))
+            frames.append(cache[wi][c["index"]])
+        return self._fresh(frames, set()), pool
+
+    def _check_failed_fraction(self, n: int, failed: list[dict], it: int) -> None:
+        wf = self.wf
+        if n and len(failed) > wf.label.max_failed_fraction * n:
+            raise CampaignError(
+                f"{len(failed)} of {n} labels of iteration {it} failed "
+                f"(more than label.max_failed_fraction = {wf.label.max_failed_fraction}):\n  - "
+                + "\n  - ".join(f"{f['reason']}: {f['message']} ({f['workdir']})" for f in failed[:20]),
+                hint="fix the label settings (see the task folders), or raise label.max_failed_fraction; "
+                     "rerun `elt run` to continue: finished labels are kept")
+
     def _iteration(self, runner: TaskRunner, pos: Position, files: list[str], members_prev) -> dict:
         wf = self.wf
         it, si = pos.iteration, pos.stage
@@ -393,66 +451,25 @@ class Campaign:
         else:
             walks = self._explore(runner, it, si, members)
         t2 = time.perf_counter()
-        # gather statistics and candidates
-        counts = {"accurate": 0, "candidate": 0, "failed": 0}
-        stop_reasons: dict[str, int] = {}
-        pool = []  # (max_devi_f, walker index, candidate dict)
-        walker_failures = []
-        for wi, o in enumerate(walks):
-            if o.status != "done":
-                walker_failures.append({"walker": o.spec.name, "message": (o.result or {}).get("message") or o.error})
-                continue
-            r = o.result
-            for k in counts:
-                counts[k] += r["counts"][k]
-            stop_reasons[r["stop_reason"]] = stop_reasons.get(r["stop_reason"], 0) + 1
-            for c in r["candidates"]:
-                pool.append((c["max_devi_f"], wi, c))
-        if walker_failures and len(walker_failures) == len(walks):
-            raise CalculationError(f"every exploration walker of iteration {it} failed: {walker_failures[0]['message']}",
-                                   hint="see the explore/ task folders of this iteration; rerun `elt run` to retry")
-        total = sum(counts.values())
-        rng = np.random.default_rng(derive_seed(wf.seed, "select", it))
+        counts, stop_reasons, pool, walker_failures = self._gather(walks, it)
         lv = self._select_levels(si)
-        feats = self._pool_features(walks, pool) if wf.select.strategy == "fps" and pool else None
-        ad = wf.select.adaptive_lo
-        if ad is not None:  # re-classify every frame below hi with the adaptive lo
-            lv["lo"], keep = adaptive_lo(np.array([p[0] for p in pool]), ad.candidates, ad.fraction, ad.lo_min, lv["hi"])
-            counts["accurate"], counts["candidate"] = len(pool) - len(keep), len(keep)
-            pool, feats = [pool[i] for i in keep], (feats[keep] if feats is not None else None)
-            keep = cap_per_group([p[1] for p in pool], np.array([p[0] for p in pool]), wf.select.max_per_walker,
-                                 wf.select.strategy, rng, feats)
-            pool, feats = [pool[i] for i in keep], (feats[keep] if feats is not None else None)
-        chosen = choose(np.array([p[0] for p in pool]), wf.select.max_candidates, wf.select.strategy, rng, feats)
-        if streamed is not None:
-            chosen = []
         frames = []
-        cache: dict[int, list] = {}
-        for idx in chosen:
-            _, wi, c = pool[idx]
-            if wi not in cache:
-                cache[wi] = read_frames(Path(walks[wi].result["candidates_file"]))
-            frames.append(cache[wi][c["index"]])
+        if streamed is None:
+            frames, pool = self._select(walks, pool, counts, lv, it)
         t3 = time.perf_counter()
-        frames = self._fresh(frames, set())
         if streamed is not None:  # labeled while exploring, in walker order
             labeled, failed = self._label_results(streamed)
             frames = [o.spec.args[0] for o in streamed]
         else:
             labeled, failed = self._label(runner, frames, it, f"iteration {it}: label")
         t4 = time.perf_counter()
-        if frames and len(failed) > wf.label.max_failed_fraction * len(frames):
-            raise CampaignError(
-                f"{len(failed)} of {len(frames)} labels of iteration {it} failed "
-                f"(more than label.max_failed_fraction = {wf.label.max_failed_fraction}):\n  - "
-                + "\n  - ".join(f"{f['reason']}: {f['message']} ({f['workdir']})" for f in failed[:20]),
-                hint="fix the label settings (see the task folders), or raise label.max_failed_fraction; "
-                     "rerun `elt run` to continue: finished labels are kept")
+        self._check_failed_fraction(len(frames), failed, it)
         data_file = self.data_dir / f"iter_{it:03d}.extxyz"
         write_frames(data_file, labeled)
         self.known.update(a.info.get(FRAME_ID) for a in labeled)
         self.n_data += len(labeled)
         dataset_size = self.n_data
+        total = sum(counts.values())
         ratio = counts["accurate"] / total if total else 0.0
         stuck = is_stuck(counts, len(pool), stage_threshold(wf, si))
         return {
