@@ -120,7 +120,8 @@ class TaskRunner:
         order = [s.id for s in specs]
         futures = {}
         submitted = {}
-        self.reporter.phase_start(phase, len(specs), sum(_reusable(self.state.task(s.id)) for s in specs))
+        known = {s.id: self.state.task(s.id) for s in specs}  # one state lookup per primary task
+        self.reporter.phase_start(phase, len(specs), sum(_reusable(r) for r in known.values()))
 
         def finish(s: TaskSpec, out: Outcome) -> None:
             outcomes[s.id] = out
@@ -136,7 +137,7 @@ class TaskRunner:
             for s in batch:
                 if s.id not in primary:
                     order.append(s.id)
-                rec = self.state.task(s.id)
+                rec = known[s.id] if s.id in known else self.state.task(s.id)
                 if _reusable(rec):
                     finish(s, Outcome(s, rec["status"], rec["result"], reused=True))
                     continue
