@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from elt.reporting.modeldevi import read_model_devi, write_aggregate
+from elt.reporting.modeldevi import write_aggregate
 
 
 def write_model_devi(report: dict, out_dir: Path) -> list[Path]:
@@ -18,7 +18,7 @@ def write_model_devi(report: dict, out_dir: Path) -> list[Path]:
         for w in r["walker_list"]:
             p = Path(w["model_devi_file"]) if w.get("model_devi_file") else None
             if p is not None and p.is_file():
-                blocks.append((w["walker"], p, read_model_devi(p)))
+                blocks.append((w["walker"], p))
         if blocks:
             dst = Path(out_dir) / "model_devi" / f"iter_{r['iteration']:03d}.out"
             write_aggregate(blocks, dst)
