@@ -70,6 +70,27 @@ def busy_profile(intervals, t0, t1):
     return prof
 
 
+def overhead_split(journal: Path, up: float, end: float) -> dict:
+    """Where the time with no task executing lies, from the workers' own start/end records
+    (execution journal, wall clock): before the first task starts, between tasks, after the last."""
+    import json
+
+    ev = sorted((json.loads(x) for x in journal.read_text().splitlines() if x.strip()), key=lambda e: e["t"])
+    running, idle, last_end = set(), 0.0, None
+    for e in ev:
+        if e["event"] == "start":
+            if not running and last_end is not None:
+                idle += e["t"] - last_end
+            running.add(e["task"])
+        elif e["event"] == "end":
+            running.discard(e["task"])
+            if not running:
+                last_end = e["t"]
+    first = next(e["t"] for e in ev if e["event"] == "start")
+    span = end - up
+    return {"before": (first - up) / span, "between": idle / span, "after": (end - last_end) / span}
+
+
 def campaign(data: dict, workers: int, root: Path) -> dict:
     import elt.dispatch.local as local
 
@@ -78,29 +99,38 @@ def campaign(data: dict, workers: int, root: Path) -> dict:
     wf = parse_workflow({**data, "cluster": {"kind": "local", "n_workers": workers}}, base_dir=root)
     camp = Campaign(wf, run_dir, None, Reporter())
     marks = {}
-    orig = local.LocalDaskCluster.start
+    orig, orig_close = local.LocalDaskCluster.start, local.LocalDaskCluster.close
 
     def start(self):
         out = orig(self)
         marks["up"] = time.perf_counter()
+        marks["up_wall"] = time.time()
         return out
 
-    local.LocalDaskCluster.start = start
+    def close(self):  # the campaign is over when the cluster is asked to shut down
+        marks.setdefault("down", time.perf_counter())
+        marks.setdefault("down_wall", time.time())
+        return orig_close(self)
+
+    local.LocalDaskCluster.start, local.LocalDaskCluster.close = start, close
     try:
         t0 = time.perf_counter()
         summary = camp.run()
-        t1 = time.perf_counter()
+        t_end = time.perf_counter()
     finally:
-        local.LocalDaskCluster.start = orig
+        local.LocalDaskCluster.start, local.LocalDaskCluster.close = orig, orig_close
     tl = camp.runner.timeline
     # execution intervals on the driver's clock: the task ended when its result arrived
     ex = [(done - secs, done) for (_, _, _, done, secs) in tl]
     up = marks["up"]
+    t1 = marks["down"]  # start-up and shut-down of the Dask cluster are not the engine's
     wall = t1 - up
     covered = union_length([(max(a, up), b) for a, b in ex])
     busy = sum(s for *_, s in tl)
     out = {"name": data["name"], "status": summary.status, "tasks": len(tl), "wall": wall, "startup": up - t0,
-           "overhead": 1 - covered / wall, "utilisation": busy / (workers * wall), "phases": {}}
+           "overhead": 1 - covered / wall, "utilisation": busy / (workers * wall), "phases": {},
+           "split": overhead_split(run_dir / "journal.log", marks["up_wall"], marks["down_wall"]),
+           "shutdown": t_end - t1}
     for kind in ("train", "explore", "label"):
         rows = [r for r in tl if r[0] == kind]
         if not rows:
@@ -189,6 +219,13 @@ def main():
     for r in results:
         phases = "  ".join(f"{k} {v['utilisation']:.0%}/{v['below_full']:.0%}" for k, v in r["phases"].items())
         print(f"{r['name']:<14}{r['tasks']:>6}{r['wall']:>10.1f}{r['overhead']:>17.2%}{r['utilisation']:>13.0%}   {phases}")
+    print("\nno task executing, as seen by the workers (execution journal), share of the wall time:")
+    print(f"{'campaign':<14}{'before the first task':>23}{'between tasks':>15}{'after the last':>16}"
+          f"   (not counted: cluster start-up, shut-down)")
+    for r in results:
+        sp = r["split"]
+        print(f"{r['name']:<14}{sp['before']:>23.2%}{sp['between']:>15.2%}{sp['after']:>16.2%}"
+              f"   {r['startup']:.1f} s, {r['shutdown']:.1f} s")
     print("\ngoals: engine overhead < 2 %; utilisation >= 90 % on the labelling-heavy (PySCF) campaign")
 
 
