@@ -65,7 +65,8 @@ def summarize(table: np.ndarray) -> Optional[dict]:
 def write_aggregate(blocks: Iterable[tuple[str, Path]], out: Path) -> None:
     """One file for an iteration: the walkers' files one after the other, each block introduced by
     a ``# walker ID: PATH`` comment; still 8 columns for numpy.loadtxt. The data lines are copied
-    as they are (the walkers wrote them in this layout), so 10^6 frames take a second, not a minute."""
+    as they are (the walkers wrote them in this layout), so 10^6 frames take a second, not a minute;
+    a last line without its newline (a file still being written) is left out."""
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(out).with_name(Path(out).name + ".tmp")
     with open(tmp, "w") as dst:
@@ -74,6 +75,6 @@ def write_aggregate(blocks: Iterable[tuple[str, Path]], out: Path) -> None:
             dst.write(f"# walker {walker}: {path}\n")
             with open(path) as src:
                 for line in src:
-                    if line.strip() and not line.lstrip().startswith("#"):
-                        dst.write(line if line.endswith("\n") else line + "\n")
+                    if line.endswith("\n") and line.strip() and not line.lstrip().startswith("#"):
+                        dst.write(line)
     tmp.replace(out)

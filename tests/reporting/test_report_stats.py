@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from elt.reporting.modeldevi import count_classes
+from elt.reporting.modeldevi import COLUMNS, count_classes, read_model_devi, write_aggregate
 from elt.reporting.stats import force_errors, spearman
 from elt.reporting.status import current_position, estimate_remaining, mean_phase_seconds
 
@@ -75,3 +75,18 @@ def test_before_the_first_training_the_phase_is_the_initial_data():
     assert pos["phase"] == "initial data" and pos["iteration"] == 0 and pos["eta_s"] is None
     events.append({"t": 15.0, "event": "start", "task": "train:z"})
     assert current_position([], tasks, events, now=20.0)["phase"] == "train"
+
+
+def test_aggregate_copies_rows_and_leaves_out_a_half_written_line(tmp_path):
+    rng = np.random.default_rng(1)
+    full = np.column_stack([np.arange(4) * 10.0, rng.random((4, 7))])
+    np.savetxt(tmp_path / "a.out", full, fmt=["%12d"] + ["%19.6e"] * 7, header=" ".join(COLUMNS))
+    partial = np.column_stack([np.arange(3) * 10.0, rng.random((3, 7))])
+    np.savetxt(tmp_path / "b.out", partial, fmt=["%12d"] + ["%19.6e"] * 7, header=" ".join(COLUMNS))
+    text = (tmp_path / "b.out").read_text()
+    (tmp_path / "b.out").write_text(text[:-40])  # a walker's file caught while it is written
+    write_aggregate([("w0", tmp_path / "a.out"), ("w1", tmp_path / "b.out")], tmp_path / "agg" / "it.out")
+    agg = read_model_devi(tmp_path / "agg" / "it.out")
+    assert agg.shape == (4 + 2, 8)
+    assert np.allclose(agg[:4], full, rtol=1e-6) and np.allclose(agg[4:], partial[:2], rtol=1e-6)
+    assert "# walker w1: " in (tmp_path / "agg" / "it.out").read_text()
