@@ -18,9 +18,10 @@ campaign chose (the shared initial frames not counted), the labels needed to rea
 RMSE to the others' at equal labels. Goal (issue 7): (b) needs at most half the labels of (c) and
 fewer than (a) for the same test error.
 
-    python bench/bench_data_efficiency.py                 # ~22 min on 2 cores (UDD bias, auto width)
+    python bench/bench_data_efficiency.py                 # ~35 min on 2 cores (UDD bias, auto width)
     python bench/bench_data_efficiency.py --bias hal      # HAL bias (target force ratio 0.3)
-    python bench/bench_data_efficiency.py --seeds 3       # mean over 3 seeds (3x the time)
+    python bench/bench_data_efficiency.py --seeds 2       # mean over 2 exploration seeds (2x the time)
+    python bench/bench_data_efficiency.py --reuse         # resume finished campaigns, retrain what is missing
     python bench/bench_data_efficiency.py --quick         # a smoke run (2 iterations, 1 seed)
 """
 
