@@ -22,7 +22,7 @@ fewer than (a) for the same test error.
     python bench/bench_data_efficiency.py --bias hal      # HAL bias (target force ratio 0.3)
     python bench/bench_data_efficiency.py --seeds 2       # mean over 2 exploration seeds (2x the time)
     python bench/bench_data_efficiency.py --reuse         # resume finished campaigns, retrain what is missing
-    python bench/bench_data_efficiency.py --quick         # a smoke run (2 iterations, 1 seed)
+    python bench/bench_data_efficiency.py --quick         # a smoke run (2 iterations, 1 seed, ~8 min)
 """
 
 from __future__ import annotations
