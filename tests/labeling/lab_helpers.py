@@ -17,6 +17,15 @@ def h2_frame() -> Atoms:
     return Atoms("H2", positions=[[0.0, 0.0, 0.0], [0.49, 0.34, 0.57]])
 
 
+def h2_box() -> Atoms:
+    """:func:`h2_frame` centred in a periodic 5 Å cube."""
+    a = h2_frame()
+    a.set_cell([5.0, 5.0, 5.0])
+    a.center()
+    a.pbc = True
+    return a
+
+
 def bond_unit(atoms: Atoms) -> np.ndarray:
     d = atoms.positions[1] - atoms.positions[0]
     return d / np.linalg.norm(d)

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 import numpy as np
 import pytest
 from ase.units import Rydberg
-from lab_helpers import CP2K_BINARY, NO_CP2K, h2_frame
+from lab_helpers import CP2K_BINARY, NO_CP2K, h2_box, h2_frame
 
 from elt.config.label import CP2KLabel, PySCFLabel
 from elt.errors import CalculationError
@@ -40,14 +40,6 @@ ASE_EXTRA = """&FORCE_EVAL
   &END DFT
 &END FORCE_EVAL
 """
-
-
-def h2_box():
-    a = h2_frame()
-    a.set_cell([5.0, 5.0, 5.0])
-    a.center()
-    a.pbc = True
-    return a
 
 
 @contextmanager

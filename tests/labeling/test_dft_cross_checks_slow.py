@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from lab_helpers import CP2K_BINARY, NO_CP2K, h2_frame, si2_frame
+from lab_helpers import CP2K_BINARY, NO_CP2K, h2_box, si2_frame
 
 from elt.config.label import CP2KLabel, PySCFLabel
 from elt.labeling.base import ExecSettings
@@ -21,14 +21,6 @@ needs_cp2k = [pytest.mark.cp2k, pytest.mark.skipif(CP2K_BINARY is None, reason=N
 
 PYSCF_H2 = PySCFLabel(kind="pyscf", ke_cutoff=125.0)  # gth-dzvp-molopt-sr, gth-pbe: CP2K's defaults
 CP2K_H2 = CP2KLabel(kind="cp2k", cutoff=250, rel_cutoff=40, eps_scf=1e-7)
-
-
-def h2_box():
-    a = h2_frame()
-    a.set_cell([5.0, 5.0, 5.0])
-    a.center()
-    a.pbc = True
-    return a
 
 
 def strained(atoms, i, j, eps):
