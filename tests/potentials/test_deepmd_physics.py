@@ -25,6 +25,17 @@ def _cluster():
     return Atoms("Cu10", positions=pos + rng.normal(0, 0.1, pos.shape), pbc=False)
 
 
+def _assert_fd_forces(ens, atoms, forces, indices, h=1e-5):
+    """Each member's forces (k, N, 3) on the atoms ``indices`` equal central differences of its energy."""
+    for i in indices:
+        for c in range(3):
+            plus, minus = atoms.copy(), atoms.copy()
+            plus.positions[i, c] += h
+            minus.positions[i, c] -= h
+            fd = -(_energies(ens, plus) - _energies(ens, minus)) / (2 * h)
+            np.testing.assert_allclose(forces[:, i, c], fd, rtol=1e-5, atol=1e-7)
+
+
 def _periodic():
     a = bulk("Cu", "fcc", a=3.61, cubic=True) * (2, 2, 2)
     a.positions += np.random.default_rng(4).normal(0, 0.1, a.positions.shape)
@@ -37,15 +48,7 @@ def _periodic():
 def test_forces_are_minus_energy_gradient(ens64, make):
     atoms = make()
     pred = ens64.predict(atoms)
-    h = 1e-5
-    rng = np.random.default_rng(0)
-    for i in rng.choice(len(atoms), 3, replace=False):
-        for c in range(3):
-            plus, minus = atoms.copy(), atoms.copy()
-            plus.positions[i, c] += h
-            minus.positions[i, c] -= h
-            fd = -(_energies(ens64, plus) - _energies(ens64, minus)) / (2 * h)
-            np.testing.assert_allclose(pred.forces[:, i, c], fd, rtol=1e-5, atol=1e-7)
+    _assert_fd_forces(ens64, atoms, pred.forces, np.random.default_rng(0).choice(len(atoms), 3, replace=False))
     assert np.abs(pred.forces).max() > 1e-3  # a non-trivial check
 
 
@@ -217,14 +220,7 @@ def test_mixed_elements_gradient_and_permutation(tmp_path):
     atoms = frames[1].copy()
     atoms.positions += np.random.default_rng(2).normal(0, 0.05, atoms.positions.shape)
     pred = ens.predict(atoms)
-    h = 1e-5
-    for i in (0, 10):  # an Au and a Cu atom
-        for c in range(3):
-            plus, minus = atoms.copy(), atoms.copy()
-            plus.positions[i, c] += h
-            minus.positions[i, c] -= h
-            fd = -(_energies(ens, plus) - _energies(ens, minus)) / (2 * h)
-            np.testing.assert_allclose(pred.forces[:, i, c], fd, rtol=1e-5, atol=1e-7)
+    _assert_fd_forces(ens, atoms, pred.forces, (0, 10))  # an Au and a Cu atom
     perm = np.random.default_rng(3).permutation(len(atoms))
     q = ens.predict(atoms[perm])
     np.testing.assert_allclose(q.energies, pred.energies, rtol=1e-12)
