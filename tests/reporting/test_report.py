@@ -16,7 +16,7 @@ from elt.cli.main import main
 from elt.data.frames import MAX_DEVI_F, PRED_FORCES, labels_of, read_frames
 from elt.engine.state import open_readonly
 from elt.reporting.collect import collect, iteration_row
-from elt.reporting.modeldevi import COLUMNS
+from elt.data.modeldevi import COLUMNS
 from elt.reporting.plots import PLOTS
 from elt.reporting.tables import row_cells, summary_rows
 

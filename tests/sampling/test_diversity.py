@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from elt.sampling.fps import farthest_point_sampling, frame_vector, frame_vectors
-from elt.sampling.select import adaptive_lo, cap_per_group, choose, classify, counts
+from elt.data.modeldevi import classify, counts
+from elt.sampling.select import adaptive_lo, cap_per_group, choose
 
 
 def _clusters(seed=0):
