@@ -19,13 +19,14 @@ import numpy as np
 
 from elt import registry
 from elt.config.cluster import load_profile
-from elt.data.frames import (FRAME_ID, atomic_write_bytes, ITERATION, SOURCE, STEP, chemical_elements, frame_hash, labels_of,
+from elt.data.frames import (FRAME_ID, atomic_write_bytes, ITERATION, SOURCE, STEP, chemical_elements, frame_hash,
                              read_frames, write_frames)
 from elt.data.io import read_initial_data
 from elt.data.layout import RunLayout
 from elt.data.structures import perturbed_copies, start_structures
 from elt.dispatch.base import open_cluster
 from elt.engine import tasks
+from elt.engine.evaluation import ensemble_errors, fresh_test_frames
 from elt.engine.ids import content_id, derive_seed
 from elt.engine.plan import Position, advance, is_stuck, replay, stage_threshold
 from elt.engine.runner import Outcome, Reporter, TaskRunner, TaskSpec
@@ -503,7 +504,8 @@ class Campaign:
                             seed=derive_seed(wf.seed, "test"), iteration=it)
         test_stage = st.model_copy(update={"steps": ev.steps, "record_every": max(1, ev.steps // ev.frames),
                                            "stop_at_failed": False, "bias": None, "metad": None})
-        sel = SelectionLevels(lo=0.0, hi=float("inf"), max_per_walker=ev.frames, strategy="random")
+        # every recorded frame is a candidate: those already in the data set are left out below
+        sel = SelectionLevels(lo=0.0, hi=float("inf"), strategy="random")
         a = self.structures[0]
         tid = content_id("evaluate", test_stage, members, frame_hash(a), walker)
         [o] = runner.run([TaskSpec(tid, "explore", it, tasks.explore_task, self._task_dir(it, "evaluate", "md", tid),
@@ -511,20 +513,12 @@ class Campaign:
                          "final test: MD")
         if o.status != "done":
             return {"error": (o.result or {}).get("message") or o.error}
-        frames = read_frames(Path(_explored(o).candidates_file))[: ev.frames]
+        frames = fresh_test_frames(read_frames(Path(_explored(o).candidates_file)), self.known, ev.frames)
         labeled, failed = self._label(runner, frames, it, "final test: label")
         if not labeled:
             return {"error": "every test label failed", "failures": failed}
         pot = registry.get("potential", wf.train.kind).load_ensemble([Path(m) for m in members])
-        ferr, eerr, devs = [], [], []
-        for a in labeled:
-            e_ref, f_ref, _ = labels_of(a)
-            p = pot.predict(a)
-            ferr.append((p.forces.mean(axis=0) - f_ref).ravel())
-            eerr.append((p.energies.mean() - e_ref) / len(a))
-        ferr = np.concatenate(ferr)
-        return {"frames": len(labeled), "temperature": T, "rmse_f": float(np.sqrt(np.mean(ferr**2))),
-                "rmse_e": float(np.sqrt(np.mean(np.square(eerr)))), "labels_failed": len(failed)}
+        return {**ensemble_errors(pot, labeled), "temperature": T, "labels_failed": len(failed)}
 
 
 def _explored(o: Outcome) -> ExploreResult:
