@@ -283,3 +283,30 @@ def test_stream_refuses_global_selection_options():
 
     with pytest.raises(ConfigError, match="stream: true"):
         parse_workflow({**TINY, "select": {**TINY["select"], "stream": True, "strategy": "fps"}})
+
+
+def test_each_frozen_change_is_refused_and_appended_stages_and_another_cluster_continue(tmp_path, capsys):
+    data = {**TINY, "converge": {"max_iterations": 1}}
+    assert main(["run", str(write_wf(tmp_path, data))]) == 0
+    capsys.readouterr()
+    refused = {
+        "label": {**data, "label": {"kind": "emt", "retries": 5}},
+        "system": {**data, "system": {**TINY["system"], "elements": ["Ag", "Cu"]}},
+        "train": {**data, "train": {**TINY["train"], "epochs": 13}},
+        "seed": {**data, "seed": 12},
+        "explore.stages[0]": {**data, "explore": {"stages": [{**TINY["explore"]["stages"][0], "steps": 50}]}},
+    }
+    for section, changed in refused.items():
+        assert main(["run", str(write_wf(tmp_path, changed))]) == 6, section
+        err = capsys.readouterr().err
+        assert f"{section} differ" in err, (section, err)
+    with open_readonly(tmp_path / "tiny") as st:
+        assert len(st.iterations()) == 1  # nothing ran
+    # a stage appended after the used one, a different cluster profile and a larger budget continue
+    stages = TINY["explore"]["stages"]
+    more = {**data, "explore": {"stages": [stages[0], {**stages[0], "temperatures": [900]}]},
+            "cluster": {"kind": "local", "n_workers": 1}, "converge": {"max_iterations": 3}}
+    assert main(["run", str(write_wf(tmp_path, more))]) == 0
+    with open_readonly(tmp_path / "tiny") as st:
+        recs = st.iterations()
+    assert [r["stage"] for r in recs] == [0, 0, 1] and recs[2]["temperatures"] == [900]
