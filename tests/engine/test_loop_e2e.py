@@ -228,14 +228,17 @@ def test_sigkill_anywhere_then_rerun_gives_the_same_data_and_labels_nothing_twic
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
     wf = write_wf(tmp_path)
     log = open(tmp_path / "driver.log", "w")
+    journal = _Journal(tmp_path / "tiny" / "journal.log")
     p = _driver(wf, log)
-    journal = tmp_path / "tiny" / "journal.log"
-    deadline = time.time() + 120
-    while time.time() < deadline and not (journal.exists() and "train:" in journal.read_text()):
-        time.sleep(0.5)
-    time.sleep(1.0)
-    os.killpg(p.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends to the foreground group
-    rc = p.wait(timeout=120)
+    try:
+        deadline = time.time() + 300  # a safety net: the event below comes in seconds
+        while p.poll() is None and time.time() < deadline and not any(k == "train" for k, _ in journal.new_starts()):
+            time.sleep(0.01)
+        os.killpg(p.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends to the foreground group
+        rc = p.wait(timeout=120)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
     out = (tmp_path / "driver.log").read_text()
     assert rc == 130, out[-2000:]
     assert "to resume" in out and "Traceback" not in out
