@@ -121,8 +121,11 @@ class RunState:
                         "seconds": r[6], "finished": r[7]})
         return out
 
-    def count_tasks(self) -> dict[str, int]:
-        return {k: n for k, n in self.db.execute("SELECT kind, COUNT(*) FROM tasks GROUP BY kind")}
+    def count_tasks(self, status: Optional[str] = None) -> dict[str, int]:
+        """Recorded tasks per kind (only those of ``status`` when given)."""
+        if status is None:
+            return {k: n for k, n in self.db.execute("SELECT kind, COUNT(*) FROM tasks GROUP BY kind")}
+        return {k: n for k, n in self.db.execute("SELECT kind, COUNT(*) FROM tasks WHERE status=? GROUP BY kind", (status,))}
 
     # ---------------------------------------------------------------- iterations
     def record_iteration(self, iteration: int, record: dict) -> None:

@@ -121,8 +121,8 @@ def test_changed_labeling_is_refused_and_allowed_changes_continue(tmp_path, caps
     assert dataset(branched)[:4 + recs[0]["labels_ok"]] == dataset(run_dir)[:4 + recs[0]["labels_ok"]]
 
 
-def _driver(wf: Path, log):
-    return subprocess.Popen([sys.executable, "-c", "from elt.cli.main import entry; entry()", "run", str(wf)],
+def _driver(wf: Path, log, *extra: str):
+    return subprocess.Popen([sys.executable, "-c", "from elt.cli.main import entry; entry()", "run", str(wf), *extra],
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
@@ -225,11 +225,12 @@ def test_sigkill_anywhere_then_rerun_gives_the_same_data_and_labels_nothing_twic
     assert max(ends.values()) == 1  # no finished task ran again
 
 
-def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
+def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path, capsys):
     wf = write_wf(tmp_path)
     log = open(tmp_path / "driver.log", "w")
-    journal = _Journal(tmp_path / "tiny" / "journal.log")
-    p = _driver(wf, log)
+    run_dir = tmp_path / "elsewhere"
+    journal = _Journal(run_dir / "journal.log")
+    p = _driver(wf, log, "--workdir", str(run_dir))
     try:
         deadline = time.time() + 300  # a safety net: the event below comes in seconds
         while p.poll() is None and time.time() < deadline and not any(k == "train" for k, _ in journal.new_starts()):
@@ -241,12 +242,16 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
             os.killpg(p.pid, signal.SIGKILL)
     out = (tmp_path / "driver.log").read_text()
     assert rc == 130, out[-2000:]
-    assert "to resume" in out and "Traceback" not in out
-    # the lock is released and the run resumes to the end
+    assert f"run directory: {run_dir}" in out and "Traceback" not in out
+    # the hint is the exact command that resumes this run
+    hint = f"run `elt run {wf} --workdir {run_dir}` to resume"
+    assert hint in " ".join(out.split()), out[-1000:]
+    # the lock is released and the run resumes to the end, saying what it reuses
     from elt.engine.state import holder
 
-    assert holder(tmp_path / "tiny") is None
-    assert main(["run", str(wf)]) == 0
+    assert holder(run_dir) is None
+    assert main(["run", str(wf), "--workdir", str(run_dir)]) == 0
+    assert "resuming: " in capsys.readouterr().out
 
 
 def test_streamed_labels_start_while_walkers_still_run(tmp_path):
