@@ -45,24 +45,48 @@ def _console():
 
 
 @app.command()
-def validate(workflow: Path = typer.Argument(..., help="workflow.yaml to check"),
-             cluster: Optional[str] = typer.Option(None, help="Cluster profile to check instead of the workflow's."),
+def validate(files: list[Path] = typer.Argument(..., help="Workflow files and/or cluster profiles to check."),
+             cluster: Optional[str] = typer.Option(None, help="Cluster profile to check the workflows with instead of their own."),
              backend: bool = typer.Option(True, help="Also check that the labeling backend can run here.")):
-    """Check a workflow file (and its cluster profile, and the labeling backend) without running it."""
-    from elt.config import load_profile, load_workflow
-
-    wf = load_workflow(workflow)
-    profile = load_profile(cluster or wf.cluster, wf.base_dir)
+    """Check workflow files (with their cluster profile and labeling backend) and cluster profiles
+    without running anything. Prints "ok FILE" for each file that passed every check."""
     con = _console()
-    con.print(f"[green]ok[/green] {workflow}: {len(wf.explore.stages)} stage(s), label {wf.label.kind}, "
-              f"ensemble of {wf.train.ensemble_size}, cluster {profile.kind}")
+    worst = None
+    for f in files:
+        try:
+            lines = _validate_one(f, cluster, backend)
+        except EltError as e:
+            if _state["traceback"]:
+                raise
+            sys.stderr.write(f"error: {e}\n")
+            worst = worst or e.exit_code
+            continue
+        con.print(f"[green]ok[/green] {lines[0]}")
+        for line in lines[1:]:
+            con.print("  " + line)
+    if worst:
+        raise typer.Exit(worst)
+
+
+def _validate_one(path: Path, cluster: Optional[str], backend: bool) -> list[str]:
+    """Every check of one file; what to print once all passed."""
+    from elt.config import load_profile, load_workflow
+    from elt.config.cluster import is_profile_file
+
+    if is_profile_file(path):
+        profile = load_profile(str(path))
+        return [f"{path}: cluster profile (kind {profile.kind})"]
+    wf = load_workflow(path)
+    profile = load_profile(cluster or wf.cluster, wf.base_dir)
+    lines = [f"{path}: {len(wf.explore.stages)} stage(s), label {wf.label.kind}, "
+             f"ensemble of {wf.train.ensemble_size}, cluster {profile.kind}"]
     if backend:
         from elt.engine.loop import Campaign, run_dir_of
 
         camp = Campaign(wf, run_dir_of(wf), profile)
         camp.prepare()
-        for line in camp.plan_summary():
-            con.print("  " + line)
+        lines += camp.plan_summary()
+    return lines
 
 
 @app.command()
@@ -94,6 +118,7 @@ def run(workflow: Path = typer.Argument(..., help="workflow.yaml"),
             camp.prepare()
             for line in camp.plan_summary():
                 con.print(line)
+            con.print(f"cluster: {profile.kind} ({cluster or wf.cluster or 'local defaults'})")
             return
         con.print(f"run directory: {run_dir}")
         try:
@@ -178,7 +203,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         return rc if isinstance(rc, int) else 0
     except EltError as e:
         if show_tb:
-            raise
+            import traceback
+
+            traceback.print_exc()
         sys.stderr.write(f"error: {e}\n")
         return e.exit_code
     except KeyboardInterrupt:

@@ -228,7 +228,25 @@ class AddressProfile(LabelExec):
 ClusterProfile = Annotated[Union[LocalProfile, SlurmProfile, AddressProfile], Field(discriminator="kind")]
 _ADAPTER = TypeAdapter(ClusterProfile)
 
-PROFILE_DIR = Path(__file__).resolve().parents[2] / "cluster_profiles"
+PROFILE_DIR = Path(__file__).resolve().parents[1] / "cluster_profiles"  # package data; ./cluster_profiles links here
+
+
+def is_profile_file(path: Path) -> bool:
+    """A YAML file that is a cluster profile (a mapping with ``kind`` and no workflow section), not a workflow."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError):
+        return False
+    return isinstance(data, dict) and "kind" in data and "system" not in data
+
+
+def yaml_error(path: Path, text: str, err: Exception) -> ConfigError:
+    """A ConfigError for a YAML syntax error, with a hint for the usual cause (tabs)."""
+    hint = None
+    if "\t" in text:
+        line = next(i for i, x in enumerate(text.splitlines(), 1) if "\t" in x)
+        hint = f"YAML does not allow tabs for indentation (the first is on line {line}): indent with spaces"
+    return ConfigError(f"{path}: not valid YAML: {err}", hint=hint)
 
 
 def parse_profile(data: dict, source: str = "cluster profile"):
@@ -258,12 +276,15 @@ def load_profile(ref: str | os.PathLike | dict | None, base_dir: Path | None = N
     candidates += [Path("cluster_profiles") / f"{ref}.yaml", PROFILE_DIR / f"{ref}.yaml"]
     for c in candidates:
         if c.is_file():
+            text = c.read_text()
             try:
-                data = yaml.safe_load(c.read_text()) or {}
+                data = yaml.safe_load(text) or {}
             except yaml.YAMLError as e:
-                raise ConfigError(f"{c}: not valid YAML: {e}") from None
+                raise yaml_error(c, text, e) from None
             return parse_profile(data, str(c))
     if ref == "local":
         return LocalProfile()
+    shipped = ", ".join(sorted(p.stem for p in PROFILE_DIR.glob("*.yaml")))
     raise ConfigError(f"cluster profile {ref!r} not found",
-                      hint="give a path to a profile YAML, a name in cluster_profiles/ (local, slurm, slurm-localhost, address), or an inline mapping")
+                      hint=f"give a path to a profile YAML, the name of a shipped profile ({shipped}), or an inline "
+                           "mapping; `elt init bulk-metal DIR` writes local.yaml and slurm.yaml to edit")

@@ -215,8 +215,11 @@ def load_workflow(path: str | Path) -> Workflow:
     if not path.is_file():
         raise ConfigError(f"workflow file {str(path)!r} not found",
                           hint="give the path to a workflow YAML, e.g. workflows/quickstart.yaml")
+    text = path.read_text()
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        from elt.config.cluster import yaml_error
+
+        raise yaml_error(path, text, e) from None
     return parse_workflow(data, str(path), base_dir=path.resolve().parent)

@@ -120,7 +120,7 @@ def job_scripts(profile, run_dir: Optional[Path] = None,
 
     if getattr(profile, "kind", None) != "slurm":
         raise ConfigError(f"cluster profile of kind {getattr(profile, 'kind', '?')!r} submits no job scripts",
-                          hint="give a profile with 'kind: slurm' (e.g. cluster_profiles/slurm.yaml)")
+                          hint="give a profile with 'kind: slurm' (e.g. the shipped `slurm`, or the slurm.yaml that `elt init` writes)")
     log_dir = _log_dir(profile, run_dir)
     return {name: SLURMJob(scheduler_address, name=f"elt-{name}-N", **job_options(profile, name, log_dir)).job_script()
             for name in profile.pools}
