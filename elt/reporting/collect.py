@@ -297,6 +297,7 @@ def collect(run_dir: Path) -> dict:
     drv = holder(run_dir)
     report = {
         "format": REPORT_FORMAT,
+        "units": UNITS,
         "run_dir": str(run_dir),
         "state": ("finished" if fin else "running" if drv else "stopped"),
         "driver": drv,
@@ -311,6 +312,18 @@ def collect(run_dir: Path) -> dict:
         "tasks_failed": dict(Counter(t["kind"] for t in tasks if t["status"] != "done")),
     }
     return _clean(report)
+
+
+# the units of every number in the report, by the suffix or name of its key
+UNITS = {
+    "force": "eV/Å (rmse_f, rmse.f, max_devi_f and every *_devi_f, trust_lo, trust_hi, force_error_max, force_rmse, median, p90, max)",
+    "energy per atom": "eV/atom (rmse_e, rmse.e, devi_e, energy_trust_lo, energy_trust_hi, energy_error_per_atom)",
+    "energy": "eV (energy)",
+    "temperature": "K (temperatures, temperature)",
+    "pressure": "GPa (pressures)",
+    "time": "s (seconds and every *_s)",
+    "ratio": "fraction 0-1 of the explored frames (accurate_ratio, candidate_ratio, failed_ratio)",
+}
 
 
 def iteration_row(report: dict, iteration: int) -> Optional[dict]:

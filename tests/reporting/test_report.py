@@ -108,6 +108,7 @@ def test_json_round_trips(tiny_run, capsys):
     loaded = json.loads(text)
     again = json.loads(json.dumps(collect(tiny_run), allow_nan=False))
     assert loaded == again
+    assert loaded["units"]["force"].startswith("eV/Å") and loaded["units"]["energy per atom"].startswith("eV/atom")
     assert summary_rows(loaded) == summary_rows(collect(tiny_run))
     assert not (tiny_run / "report").exists()  # --json alone writes nothing
 
