@@ -14,7 +14,7 @@ from elt.errors import ConfigError
 class Strict(BaseModel):
     """Base of every config section: unknown keys are errors, values are frozen once validated."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False)
 
     # fields added after runs were made with this section: left out of task ids and run
     # fingerprints while they hold their default, so an old run resumes without a refusal

@@ -83,8 +83,8 @@ class StageConfig(Strict):
     ADDED = frozenset({"explorer"})
 
     name: Optional[str] = Field(None, description="Label of the stage in reports.")
-    temperatures: list[float] = Field(default_factory=lambda: [300.0], min_length=1, description="Temperatures (K); one walker set per value.")
-    pressures: Optional[list[float]] = Field(None, description="Pressures (GPa) for npt; one walker set per temperature×pressure.")
+    temperatures: list[Annotated[float, Field(gt=0, le=1e5)]] = Field(default_factory=lambda: [300.0], min_length=1, description="Temperatures (K, above 0); one walker set per value.")
+    pressures: Optional[list[Annotated[float, Field(ge=-1e3, le=1e4)]]] = Field(None, description="Pressures (GPa, -1000 to 10000; negative is tension) for npt; one walker set per temperature×pressure.")
     ensemble: Literal["nvt", "nve", "npt"] = Field("nvt", description="nvt: Langevin; nve: velocity Verlet; npt: Berendsen-type barostat.")
     timestep: float = Field(2.0, gt=0, le=10, description="MD timestep (fs).")
     steps: int = Field(1000, ge=1, description="MD steps per walker.")

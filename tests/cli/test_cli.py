@@ -112,3 +112,12 @@ def test_dry_run_lists_planned_tasks(capsys):
     out = capsys.readouterr().out
     assert "4 train tasks" in out and "explore tasks" in out and "label tasks (emt)" in out
     assert _tree(ROOT / "workflows") == before  # nothing was run or written
+
+
+def test_bad_physics_is_refused_at_validation(tmp_path, capsys):
+    for stage, field in (("{temperatures: [-300]}", "temperatures[0]"), ("{timestep: .inf}", "timestep"),
+                         ("{ensemble: npt, pressures: [.nan]}", "pressures[0]")):
+        wf = tmp_path / "wf.yaml"
+        wf.write_text("system:\n  structures: [{kind: bulk, element: Cu}]\nexplore:\n  stages: [" + stage + "]\n")
+        assert main(["validate", str(wf)]) == 2, stage
+        assert f"explore.stages[0].{field}" in capsys.readouterr().err
