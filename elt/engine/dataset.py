@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Optional
 
@@ -22,16 +23,21 @@ def run_data_files(run_dir: Path, iteration: Optional[int] = None) -> list[Path]
     run_dir = Path(run_dir)
     with open_readonly(run_dir) as st:
         records = st.iterations()
+        initial = json.loads(st.get_meta("initial_files") or "{}")
     if iteration is not None and not (0 <= iteration < len(records)):
         raise ConfigError(f"--iteration {iteration} is out of range: {run_dir} has {len(records)} finished iteration(s)",
                           hint=f"use 0..{len(records) - 1}, or leave it out to export everything" if records
                           else "no iteration has finished yet; leave --iteration out to export the initial data")
     layout = RunLayout(run_dir)
     files = layout.initial_files()
-    for r in records:
-        if iteration is not None and r["iteration"] > iteration:
-            break
-        files.append(layout.data_file(r["data_file"]))
+    for f in files:
+        if f.name in initial and file_digest(f) != initial[f.name]:
+            raise SetupError(f"the initial data {f} differs from what the run wrote (damaged or edited)",
+                             hint=f"run `elt run WORKFLOW --workdir {run_dir}` once: it rebuilds the file "
+                                  "(finished labels are reused)")
+    used = [r for r in records if iteration is None or r["iteration"] <= iteration]
+    check_recorded_files(run_dir, used)
+    files += [layout.data_file(r["data_file"]) for r in used]
     missing = [str(p) for p in files if not p.exists()]
     if missing:
         raise SetupError(f"labeled data files of {run_dir} are missing: {', '.join(missing)}")
@@ -67,3 +73,39 @@ def export_run(run_dir: Path, fmt: str, out: Path, iteration: Optional[int] = No
         paths = write_deepmd_npy(frames, out, type_map=all_elements)
     return {"format": fmt, "frames": len(frames), "files": [str(f) for f in files],
             "written": [str(p) for p in paths], "elements": all_elements}
+
+
+# ------------------------------------------------------------------ integrity
+def file_digest(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def data_file_problem(path: Path, frames: Optional[int], sha256: Optional[str] = None) -> Optional[str]:
+    """What is wrong with a data file against what the run state recorded of it (``frames``, and
+    its ``sha256`` for records that carry it), or None when it is whole."""
+    path = Path(path)
+    if not path.exists():
+        return "is missing"
+    if sha256 is not None:
+        return None if file_digest(path) == sha256 else "differs from what the run wrote (damaged or edited)"
+    try:
+        n = len(read_frames(path))
+    except Exception as e:  # a truncated extxyz fails in ASE's reader in many ways
+        return f"cannot be read ({type(e).__name__}: {e})"
+    if frames is not None and n != frames:
+        return f"holds {n} frames, the run state says {frames}"
+    return None
+
+
+def check_recorded_files(run_dir: Path, records: list[dict]) -> None:
+    """Refuse, naming the file and what to do, when a recorded iteration's data file is not whole."""
+    layout = RunLayout(run_dir)
+    for r in records:
+        p = layout.data_file(r["data_file"])
+        problem = data_file_problem(p, r.get("labels_ok"), r.get("data_sha256"))
+        if problem:
+            raise SetupError(f"the labeled data of iteration {r['iteration']}, {p}, {problem}",
+                             hint="run `elt run WORKFLOW --workdir " + str(run_dir) + "` once: it rebuilds the file "
+                                  "from the per-label results in label/ (nothing is labeled again)")

@@ -26,6 +26,7 @@ from elt.data.layout import RunLayout
 from elt.data.structures import perturbed_copies, start_structures
 from elt.dispatch.base import open_cluster
 from elt.engine import tasks
+from elt.engine.dataset import check_recorded_files, data_file_problem, file_digest
 from elt.engine.evaluation import ensemble_errors, fresh_test_frames
 from elt.engine.ids import content_id, derive_seed
 from elt.engine.plan import Position, advance, is_stuck, replay, stage_threshold
@@ -36,6 +37,8 @@ from elt.records import ExploreResult, SelectionLevels, TrainResult, WalkerSpec
 from elt.sampling.select import adaptive_lo, cap_per_group, choose
 
 log = logging.getLogger(__name__)
+
+LABEL_TASK = "elt_label_task"  # transient frame info: which label task a labeled frame came from
 
 # sections whose change invalidates finished work; explore stages are checked one by one
 FROZEN_SECTIONS = ("system", "train", "select", "label", "seed")
@@ -155,6 +158,11 @@ class Campaign:
     def _initial_data(self, runner: TaskRunner) -> list[str]:
         wf = self.wf
         files = []
+        recorded = json.loads(self.state.get_meta("initial_files") or "{}")  # name -> sha256
+        for p in (self.layout.imported_data, self.layout.initial_data):
+            if p.exists() and p.name in recorded and file_digest(p) != recorded[p.name]:
+                self.reporter.message(f"{p} differs from what the run wrote: rebuilding it")
+                p.unlink()
         if self.imported:
             p = self.layout.imported_data
             frames = []
@@ -177,12 +185,40 @@ class Campaign:
                     raise CampaignError("every initial frame failed to label:\n  - " + "\n  - ".join(
                         f"{f['reason']}: {f['message']}" for f in failed[:10]),
                         hint="check the label section (and the task directories under the run's label/ folder)")
+                for a in labeled:
+                    a.info.pop(LABEL_TASK, None)
                 write_frames(p, labeled)
             files.append(str(p))
+        for f in map(Path, files):
+            sha = file_digest(f)
+            if recorded.get(f.name, sha) != sha:
+                raise StateError(f"{f} was rebuilt but differs from the file the run's finished work used",
+                                 hint="restore it from a backup, or start a fresh run with another --workdir")
+            recorded[f.name] = sha
+        self.state.set_meta("initial_files", json.dumps(recorded))
         if not files:
             raise ConfigError("no initial data: system.initial_data is empty and system.n_initial is 0",
                               hint="set system.n_initial (e.g. 8) or give initial_data")
         return files
+
+    def _restore_data_file(self, r: dict) -> None:
+        """Rebuild a damaged or deleted ``data/iter_NNN.extxyz`` from its per-label results (the
+        same bytes: the same frames written the same way); refuse when they are not all there."""
+        p = self.layout.data_file(r["data_file"])
+        problem = data_file_problem(p, r.get("labels_ok"), r.get("data_sha256"))
+        if problem is None:
+            return
+        files = [self.layout.label_dir(t) / "labeled.extxyz" for t in r.get("label_tasks") or []]
+        if "label_tasks" not in r or not all(f.exists() for f in files):
+            check_recorded_files(self.run_dir, [r])  # raises, naming the file and what to do
+        out = self.layout.iteration_data(r["iteration"])
+        frames = [tasks.load_labeled({"file": str(f)}) for f in files]
+        write_frames(out, frames)
+        if data_file_problem(out, r.get("labels_ok"), r.get("data_sha256")):
+            raise StateError(f"{out} {problem}, and rebuilding it from the per-label results gave another file",
+                             hint="restore the run directory from a backup, or branch a new run from the "
+                                  "iterations before this one (--from-run/--from-iteration)")
+        self.reporter.message(f"rebuilt {out.name} ({problem}) from {len(frames)} per-label results in label/")
 
     def _dataset_hash(self, files: list[str]) -> str:
         h = hashlib.sha256()
@@ -275,10 +311,14 @@ class Campaign:
 
     @staticmethod
     def _label_results(outs: list[Outcome]) -> tuple[list, list[dict]]:
+        """The labeled frames (each with ``info["elt_label_task"]`` set to its task id, not written
+        to files) and the failures, in the order of ``outs``."""
         labeled, failed = [], []
         for o in outs:
             if o.status == "done":
-                labeled.append(tasks.load_labeled(o.result))
+                a = tasks.load_labeled(o.result)
+                a.info[LABEL_TASK] = o.spec.id
+                labeled.append(a)
             else:
                 r = o.result or {}
                 failed.append({"task": o.spec.id, "frame_id": o.spec.name, "reason": r.get("reason", "error"),
@@ -343,7 +383,8 @@ class Campaign:
         wf = self.wf
         files = self._initial_data(runner)
         for r in records:
-            files.append(r["data_file"])
+            self._restore_data_file(r)
+            files.append(str(self.layout.data_file(r["data_file"])))
         self.known: set = set()  # frame ids in the data set: never added (or labeled) twice
         self.n_data = 0
         for f in files:
@@ -475,6 +516,7 @@ class Campaign:
         t4 = time.perf_counter()
         self._check_failed_fraction(len(frames), failed, it)
         data_file = self.layout.iteration_data(it)
+        label_tasks = [a.info.pop(LABEL_TASK) for a in labeled]
         write_frames(data_file, labeled)
         self.known.update(a.info.get(FRAME_ID) for a in labeled)
         self.n_data += len(labeled)
@@ -494,7 +536,8 @@ class Campaign:
             "labels_ok": len(labeled), "labels_failed": len(failed), "failures": failed,
             "dataset_size": dataset_size, "train": metrics, "members": members,
             "explore_tasks": [o.spec.task_dir.name for o in walks],
-            "data_file": str(data_file), "stuck": stuck,
+            "data_file": str(data_file), "data_sha256": file_digest(data_file), "label_tasks": label_tasks,
+            "stuck": stuck,
             "seconds": {"train": t1 - t0, "explore": t2 - t1, "select": t3 - t2, "label": t4 - t3},
             "finished": time.time(),
         }
