@@ -9,7 +9,9 @@ is a module-level object with two plain, picklable functions:
     write its checkpoint to ``out_path`` (atomically). ``init_path`` is a previous checkpoint to
     warm-start from. Returns JSON-able metrics: ``rmse_e`` (eV/atom) and ``rmse_f`` (eV/Å) on the
     training and validation frames (keys ``train`` and ``valid``; ``valid`` is None when no frame
-    was held out), ``epochs``, ``steps``, ``seconds``, ``cpu_seconds``, ``n_frames``.
+    was held out), ``epochs``, ``steps``, ``step_cap``, ``best_step``, ``stop_reason`` (plateau | cap |
+    time), ``fit_ok`` and ``warnings`` (plain text: energies not fitted, still improving at the cap),
+    ``seconds``, ``cpu_seconds``, ``n_frames``.
 
 ``load_ensemble(member_paths, precision=None) -> EnsemblePotential``
     Build the ensemble from member checkpoints, without needing the training code path.

@@ -57,13 +57,39 @@ def test_energy_shift_fitted_per_element(tmp_path):
     assert np.isfinite(p.energies).all() and p.forces.shape == (1, 16, 3)
 
 
-def test_early_stopping_and_bootstrap(tmp_path):
-    frames = rattled_cu(10, seed=3)
-    m = train_member(frames, small_config(epochs=40, patience=1, learning_rate=0.05, learning_rate_end=0.04,
-                                          validation_fraction=0.3, bootstrap=True),
+def _plateau_config(**kw):
+    base = dict(epochs=10000, min_steps=3000, max_steps=3000, valid_every=25, patience=4, validation_fraction=0.25)
+    return small_config(**{**base, **kw})
+
+
+def test_training_stops_on_a_plateau_and_not_while_the_loss_still_falls(tmp_path):
+    frames = rattled_cu(8, seed=3)
+    short = train_member(frames, _plateau_config(min_steps=300, max_steps=300), ["Cu"], 0, 0, tmp_path / "s.pt")
+    # at 300 steps the loss still falls: the run ends at its cap, with a warning that says so
+    assert short["stop_reason"] == "cap" and short["steps"] == 300 and not short["fit_ok"]
+    assert any("still improving" in w for w in short["warnings"])
+    full = train_member(frames, _plateau_config(), ["Cu"], 0, 0, tmp_path / "f.pt")
+    # given room, it runs past 300 steps while the loss falls, then stops on the plateau well before its cap
+    assert full["stop_reason"] == "plateau" and 300 < full["steps"] < 3000, full
+    assert full["best_step"] <= full["steps"] and full["fit_ok"] and full["warnings"] == []
+    assert full["valid"]["rmse_f"] < 0.8 * short["valid"]["rmse_f"]
+    assert full["train"]["rmse_e"] < 0.5 * short["train"]["rmse_e"]
+
+
+def test_unfitted_energies_are_flagged(tmp_path):
+    """A constant learning rate keeps the energy prefactor at its start value (0.02 against 1000 for
+    forces): the energies drift off and the metrics say so."""
+    m = train_member(rattled_cu(8, seed=3), _plateau_config(learning_rate=1e-4, learning_rate_end=1e-4),
                      ["Cu"], 0, 0, tmp_path / "m.pt")
+    assert not m["fit_ok"] and any(w.startswith("energies not fitted") for w in m["warnings"])
+    assert m["train"]["rmse_e"] > 0.25 * m["train"]["rmse_f"]
+
+
+def test_bootstrap_resamples_the_training_frames(tmp_path):
+    frames = rattled_cu(10, seed=3)
+    m = train_member(frames, small_config(validation_fraction=0.3, bootstrap=True), ["Cu"], 0, 0, tmp_path / "m.pt")
     assert m["valid"]["n_frames"] == 3
-    assert m["epochs"] < 40  # a too-high learning rate stalls: early stopping ends it
+    assert m["train"]["n_frames"] < 7  # distinct frames of a resample of 7 (7 distinct: p = 7!/7^7 < 0.01)
 
 
 def test_empty_and_unlabeled_data(tmp_path):

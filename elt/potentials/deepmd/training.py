@@ -1,8 +1,9 @@
 """Training one ensemble member: a plain, picklable function (a Dask task in the engine).
 
 Loss per batch (DeePMD's): p_e * mean((dE/N)^2) + p_f * mean(dF^2) + p_v * mean((dW/N)^2), with
-Adam, exponential learning-rate decay from ``learning_rate`` to ``learning_rate_end`` over all steps
-and prefactors p(t) = p_end + (p_start - p_end) * lr(t) / lr(0).
+Adam, exponential learning-rate decay from ``learning_rate`` to ``learning_rate_end`` over the step
+cap (faster after validation plateaus; training ends at a plateau at the final rate, see
+:mod:`elt.potentials.deepmd.schedule`) and prefactors p(t) = p_end + (p_start - p_end) * lr(t) / lr(0).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from elt.errors import SetupError
 from elt.potentials.deepmd.checkpoint import ARCH_KEYS, read_member, save_member
 from elt.potentials.deepmd.graph import TypeMap, build_graph, frame_pairs
 from elt.potentials.deepmd.model import DeepPot, build
+from elt.potentials.deepmd.schedule import CAP, PLATEAU, TIME, Plateau, fit_warnings, score, step_cap
 
 log = logging.getLogger(__name__)
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -189,45 +191,63 @@ def _init_model(config: TrainConfig, elements: Sequence[str], data: _Data, seed:
     return model, {}
 
 
-def _fit(model: DeepPot, data: _Data, train_idx, valid_idx, config: TrainConfig, warm: bool,
-         rng: np.random.Generator, dtype: torch.dtype, member: int) -> tuple[int, int]:
-    """Adam with the decaying learning rate and prefactors; keeps the best weights when early
-    stopping is on. Returns (epochs run, steps run)."""
-    bs = min(config.batch_size, len(train_idx))
-    steps_per_epoch = math.ceil(len(train_idx) / bs)
-    max_steps = config.warm_max_steps if warm else config.max_steps
-    epochs = min(config.warm_epochs if warm else config.epochs, max(1, max_steps // steps_per_epoch))
-    total = epochs * steps_per_epoch
-    opt = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-    decay = (config.learning_rate_end / config.learning_rate) ** (1.0 / max(total - 1, 1))
+def _prefactors(config: TrainConfig, ratio: float) -> tuple[float, float, float]:
+    """Loss prefactors at learning-rate ratio lr / learning_rate (DeePMD's schedule)."""
     (e0, e1), (f0, f1), (v0, v1) = config.energy_weight, config.force_weight, config.stress_weight
-    best, best_loss, since_best, step, epoch = None, math.inf, 0, 0, 0
-    for epoch in range(1, epochs + 1):
-        order = rng.permutation(train_idx)
-        for b in range(steps_per_epoch):
-            lr = config.learning_rate * decay ** step
-            ratio = lr / config.learning_rate
-            pref = (e1 + (e0 - e1) * ratio, f1 + (f0 - f1) * ratio, v1 + (v0 - v1) * ratio)
-            for group in opt.param_groups:
-                group["lr"] = lr
-            loss, _, _ = _loss(model, data.batch(order[b * bs:(b + 1) * bs], dtype), pref)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-        if config.patience is not None and len(valid_idx):
-            v = evaluate(model, data, valid_idx, dtype)
-            vloss = e1 * v["rmse_e"] ** 2 + f1 * v["rmse_f"] ** 2  # final prefactors: comparable over epochs
-            if vloss < best_loss:
-                best_loss, best, since_best = vloss, copy.deepcopy(model.state_dict()), 0
-            else:
-                since_best += 1
-                if since_best >= config.patience:
-                    log.info("member %d: early stop at epoch %d", member, epoch)
-                    break
+    return e1 + (e0 - e1) * ratio, f1 + (f0 - f1) * ratio, v1 + (v0 - v1) * ratio
+
+
+def _check_score(model: DeepPot, data: _Data, check_idx, dtype) -> float:
+    v = evaluate(model, data, check_idx, dtype)
+    return score(v["rmse_e"], v["rmse_f"])
+
+
+def _fit(model: DeepPot, data: _Data, train_idx, valid_idx, config: TrainConfig, warm: bool,
+         rng: np.random.Generator, dtype: torch.dtype) -> dict:
+    """Adam under the decaying learning rate, with plateau checks every ``valid_every`` steps (see
+    :mod:`elt.potentials.deepmd.schedule`); the best-scoring weights are loaded at the end.
+    Returns steps, epochs, stop_reason, the cap and the relative fall of the score at the end."""
+    t0 = time.perf_counter()
+    bs = min(config.batch_size, len(train_idx))
+    per_epoch = math.ceil(len(train_idx) / bs)
+    cap = (step_cap(len(train_idx), bs, config.warm_epochs, config.warm_min_steps, config.warm_max_steps) if warm
+           else step_cap(len(train_idx), bs, config.epochs, config.min_steps, config.max_steps))
+    # checked on the validation frames, or (none held out) on up to 32 training frames
+    check_idx = valid_idx if len(valid_idx) else np.unique(train_idx)[:32]
+    opt = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    decay = (config.learning_rate_end / config.learning_rate) ** (1.0 / max(cap - 1, 1))
+    tracker = Plateau(config.patience, config.min_improvement)
+    drop, best, step, reason, order = 1.0, None, 0, CAP, np.zeros(0, dtype=np.int64)
+    while step < cap:
+        if step % per_epoch == 0:
+            order = rng.permutation(train_idx)
+        lr = max(config.learning_rate * decay ** step * drop, config.learning_rate_end)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        b = step % per_epoch
+        loss, _, _ = _loss(model, data.batch(order[b * bs:(b + 1) * bs], dtype),
+                           _prefactors(config, lr / config.learning_rate))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        if step % config.valid_every and step < cap:
+            continue
+        new_best, plateau = tracker.update(step, _check_score(model, data, check_idx, dtype))
+        if new_best:
+            best = copy.deepcopy(model.state_dict())
+        if plateau:
+            if lr <= config.learning_rate_end * (1 + 1e-9):
+                reason = PLATEAU
+                break
+            drop *= config.plateau_factor
+        if config.max_seconds is not None and time.perf_counter() - t0 > config.max_seconds and step < cap:
+            reason = TIME
+            break
     if best is not None:
         model.load_state_dict(best)
-    return epoch, step
+    return {"steps": step, "epochs": math.ceil(step / per_epoch), "stop_reason": reason, "step_cap": cap,
+            "best_step": tracker.best_step, "falling": tracker.falling_at_end()}
 
 
 def train_member(frames: Sequence[Atoms], config: TrainConfig, elements: Sequence[str], member: int,
@@ -246,12 +266,17 @@ def train_member(frames: Sequence[Atoms], config: TrainConfig, elements: Sequenc
     model, _ = _init_model(config, elements, data, seed, init_path)
     train_idx, valid_idx = _split(len(frames), config, rng)
 
-    epochs, steps = _fit(model, data, train_idx, valid_idx, config, init_path is not None, rng, dtype, member)
+    fit = _fit(model, data, train_idx, valid_idx, config, init_path is not None, rng, dtype)
+    train = evaluate(model, data, np.unique(train_idx), dtype)
+    warnings = fit_warnings(train, fit["stop_reason"], fit.pop("falling"))
+    for w in warnings:
+        log.warning("member %d: %s", member, w)
     metrics = {
-        "train": evaluate(model, data, np.unique(train_idx), dtype),
+        "train": train,
         "valid": evaluate(model, data, valid_idx, dtype),
-        "epochs": epochs,
-        "steps": steps,
+        **fit,
+        "fit_ok": not warnings,
+        "warnings": warnings,
         "seconds": round(time.perf_counter() - t0, 3),
         "cpu_seconds": round(time.process_time() - c0, 3),
         "n_frames": len(frames),
