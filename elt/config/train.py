@@ -54,6 +54,7 @@ class TrainConfig(Strict):
     stress_weight: tuple[float, float] = Field((0.02, 1.0), description="Virial-loss prefactor (start, end) on the virial per atom, used on the frames that carry stress and are periodic in all three directions (the members then predict stress); (0, 0): virials not trained, and the ensemble gives no stress.")
     validation_fraction: float = Field(0.1, ge=0, lt=1, description="Fraction of frames held out (per member, a different random split) for validation and the plateau checks; none when the data set is too small to spare one.")
     bootstrap: bool = Field(False, description="Each member trains on a bootstrap resample of the frames (more diverse ensemble).")
+    subsample: Optional[float] = Field(None, gt=0, le=1, description="Each member trains on its own random subset of this fraction of the (non-validation) frames, drawn without replacement (more diverse ensemble); null: all frames.")
     seed: int = Field(0, description="Base seed; member i uses a seed derived from it, the iteration and i.")
     threads: int = Field(1, ge=1, description="torch threads per training task.")
 

@@ -151,6 +151,8 @@ def _split(n: int, config: TrainConfig, rng: np.random.Generator) -> tuple[np.nd
     n_valid = int(math.floor(config.validation_fraction * n))
     n_valid = min(n_valid, n - 1)
     valid, train = perm[:n_valid], perm[n_valid:]
+    if config.subsample is not None and len(train) > 1:
+        train = rng.choice(train, size=max(1, int(round(config.subsample * len(train)))), replace=False)
     if config.bootstrap:
         train = rng.choice(train, size=len(train), replace=True)
     return np.sort(train), np.sort(valid)
