@@ -23,6 +23,7 @@ from ase import Atoms
 from elt.config.train import TrainConfig
 from elt.data.frames import frame_hash, has_labels, labels_of
 from elt.errors import SetupError
+from elt.potentials.base import fully_periodic
 from elt.potentials.deepmd.checkpoint import ARCH_KEYS, read_member, save_member
 from elt.potentials.deepmd.graph import TypeMap, build_graph, frame_pairs
 from elt.potentials.deepmd.model import DeepPot, build
@@ -47,7 +48,7 @@ class _Data:
             self.energy[f] = e
             self.forces.append(np.asarray(forces, dtype=np.float64).reshape(len(atoms), 3))
             vir = None
-            if stress is not None and bool(np.any(atoms.pbc)) and atoms.cell.rank == 3:
+            if stress is not None and fully_periodic(atoms):
                 s = np.asarray(stress, dtype=np.float64)
                 if s.shape == (6,):
                     s = np.array([[s[0], s[5], s[4]], [s[5], s[1], s[3]], [s[4], s[3], s[2]]])
@@ -278,6 +279,9 @@ def train_member(frames: Sequence[Atoms], config: TrainConfig, elements: Sequenc
         "valid": evaluate(model, data, valid_idx, dtype),
         **fit,
         "fit_ok": not warnings,
+        # the virial term was live: some training frame carried stress and its prefactor was not zero
+        "virial_trained": bool(max(config.stress_weight) > 0
+                               and any(data.virial[i] is not None for i in np.unique(train_idx))),
         "warnings": warnings,
         "seconds": round(time.perf_counter() - t0, 3),
         "cpu_seconds": round(time.process_time() - c0, 3),
@@ -288,6 +292,7 @@ def train_member(frames: Sequence[Atoms], config: TrainConfig, elements: Sequenc
         "kind": "deepmd", "elements": elements, "model": config.model.model_dump(mode="json"),
         "member": int(member), "seed": int(seed), "dataset_hash": dataset_hash(frames),
         "init_path": str(init_path) if init_path is not None else None,
+        "virial_trained": metrics["virial_trained"],
         "train": config.model_dump(mode="json", exclude={"model"}), "metrics": metrics,
     }
     save_member(Path(out_path), model.state_dict(), meta)
