@@ -79,16 +79,18 @@ class Plateau:
         return max(0.0, (before - min(s for _, s in h)) / before)
 
 
-def fit_warnings(train: Optional[dict], stop_reason: str, falling: float) -> list[str]:
-    """Plain-text warnings about a finished member: energies not fitted, still improving at the cap."""
+def fit_warnings(train: Optional[dict], stop_reason: str, falling: float, plateau_checks: bool) -> list[str]:
+    """Plain-text warnings about a finished member: energies not fitted; stopped by a cap while the
+    validation score still improved (with plateau checks on, a cap stop means no plateau was
+    reached; without them, the score fell by more than STILL_FALLING over the last quarter)."""
     out = []
     if train and train["rmse_e"] > ENERGY_FORCE_LENGTH * train["rmse_f"]:
         out.append(f"energies not fitted: training energy RMSE {1000 * train['rmse_e']:.1f} meV/atom is more "
                    f"than {ENERGY_FORCE_LENGTH} Å x the force RMSE ({train['rmse_f']:.3f} eV/Å); raise "
                    "train.energy_weight or the step cap (train.max_steps / train.epochs)")
-    if stop_reason in (CAP, TIME) and falling > STILL_FALLING:
+    if stop_reason in (CAP, TIME) and (plateau_checks or falling > STILL_FALLING):
         what = "step cap" if stop_reason == CAP else "time cap (train.max_seconds)"
-        out.append(f"still improving at the {what}: the validation score fell {100 * falling:.0f} % over the "
-                   "last quarter of training; longer training would fit better (raise train.max_steps / "
-                   "train.epochs, or warm_max_steps for warm starts)")
+        out.append(f"still improving at the {what}: no validation plateau was reached (the score fell "
+                   f"{100 * falling:.0f} % over the last quarter of training); longer training would fit "
+                   "better (raise train.max_steps / train.epochs, or warm_max_steps / warm_epochs for warm starts)")
     return out

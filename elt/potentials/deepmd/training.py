@@ -31,6 +31,7 @@ from elt.potentials.deepmd.schedule import CAP, PLATEAU, TIME, Plateau, fit_warn
 
 log = logging.getLogger(__name__)
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
+MIN_VALID = 4  # fewest validation frames that judge plateaus alone
 
 
 class _Data:
@@ -76,10 +77,7 @@ def dataset_hash(frames: Sequence[Atoms]) -> str:
 
 def _fit_statistics(model: DeepPot, data: _Data, elements: Sequence[str]) -> None:
     """Per-element energy shift (least squares) and environment normalisation from the data."""
-    counts = np.zeros((len(data.frames), len(elements)))
-    for f, a in enumerate(data.frames):
-        counts[f] = np.bincount(data.typemap(a), minlength=len(elements))
-    shift = np.linalg.lstsq(counts, data.energy, rcond=None)[0]
+    shift = np.linalg.lstsq(_counts(data, range(len(data.frames))), data.energy, rcond=None)[0]
     r = np.concatenate([np.linalg.norm(p[3], axis=1) for p in data.pairs]) if data.pairs else np.zeros(0)
     n_pairs = sum(len(p[0]) for p in data.pairs)
     with torch.no_grad():
@@ -200,7 +198,28 @@ def _prefactors(config: TrainConfig, ratio: float) -> tuple[float, float, float]
     return e1 + (e0 - e1) * ratio, f1 + (f0 - f1) * ratio, v1 + (v0 - v1) * ratio
 
 
-def _check_score(model: DeepPot, data: _Data, check_idx, dtype) -> float:
+def _counts(data: _Data, idx) -> np.ndarray:
+    n_types = len(data.typemap.elements)
+    return np.stack([np.bincount(data.typemap(data.frames[i]), minlength=n_types) for i in idx]).astype(np.float64)
+
+
+def realign_energy(model: DeepPot, data: _Data, idx, dtype: torch.dtype, chunk: int = 32) -> None:
+    """Refit the per-element energy shift to the training frames ``idx`` (least squares on the
+    residual energies). Forces do not depend on it, so while the force term dominates the loss the
+    absolute energies drift freely; this takes the drift out without touching the networks."""
+    idx = np.unique(idx)[:256]
+    resid = np.empty(len(idx))
+    with torch.no_grad():
+        for start in range(0, len(idx), chunk):
+            part = list(idx[start:start + chunk])
+            g, vec = data.batch(part, dtype)[:2]
+            resid[start:start + len(part)] = data.energy[part] - model(g, vec, forces=False)["energy"][0].double().numpy()
+        delta = np.linalg.lstsq(_counts(data, idx), resid, rcond=None)[0]
+        model.shift += torch.as_tensor(delta, dtype=model.shift.dtype).unsqueeze(0)
+
+
+def _check_score(model: DeepPot, data: _Data, train_idx, check_idx, dtype) -> float:
+    realign_energy(model, data, train_idx, dtype)
     v = evaluate(model, data, check_idx, dtype)
     return score(v["rmse_e"], v["rmse_f"])
 
@@ -215,8 +234,9 @@ def _fit(model: DeepPot, data: _Data, train_idx, valid_idx, config: TrainConfig,
     per_epoch = math.ceil(len(train_idx) / bs)
     cap = (step_cap(len(train_idx), bs, config.warm_epochs, config.warm_min_steps, config.warm_max_steps) if warm
            else step_cap(len(train_idx), bs, config.epochs, config.min_steps, config.max_steps))
-    # checked on the validation frames, or (none held out) on up to 32 training frames
-    check_idx = valid_idx if len(valid_idx) else np.unique(train_idx)[:32]
+    # checked on the validation frames; with fewer than MIN_VALID of them (too noisy to judge a
+    # plateau or pick weights by) on them and up to 32 training frames
+    check_idx = valid_idx if len(valid_idx) >= MIN_VALID else np.concatenate([valid_idx, np.unique(train_idx)[:32]])
     opt = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     decay = (config.learning_rate_end / config.learning_rate) ** (1.0 / max(cap - 1, 1))
     tracker = Plateau(config.patience, config.min_improvement)
@@ -236,7 +256,7 @@ def _fit(model: DeepPot, data: _Data, train_idx, valid_idx, config: TrainConfig,
         step += 1
         if step % config.valid_every and step < cap:
             continue
-        new_best, plateau = tracker.update(step, _check_score(model, data, check_idx, dtype))
+        new_best, plateau = tracker.update(step, _check_score(model, data, train_idx, check_idx, dtype))
         if new_best:
             best = copy.deepcopy(model.state_dict())
         if plateau:
@@ -247,8 +267,9 @@ def _fit(model: DeepPot, data: _Data, train_idx, valid_idx, config: TrainConfig,
         if config.max_seconds is not None and time.perf_counter() - t0 > config.max_seconds and step < cap:
             reason = TIME
             break
-    if best is not None:
+    if best is not None and config.patience is not None:  # without plateau checks: the last weights
         model.load_state_dict(best)
+    log.debug("score history %s", tracker.history)
     return {"steps": step, "epochs": math.ceil(step / per_epoch), "stop_reason": reason, "step_cap": cap,
             "best_step": tracker.best_step, "falling": tracker.falling_at_end()}
 
@@ -271,7 +292,7 @@ def train_member(frames: Sequence[Atoms], config: TrainConfig, elements: Sequenc
 
     fit = _fit(model, data, train_idx, valid_idx, config, init_path is not None, rng, dtype)
     train = evaluate(model, data, np.unique(train_idx), dtype)
-    warnings = fit_warnings(train, fit["stop_reason"], fit.pop("falling"))
+    warnings = fit_warnings(train, fit["stop_reason"], fit.pop("falling"), config.patience is not None)
     for w in warnings:
         log.warning("member %d: %s", member, w)
     metrics = {
