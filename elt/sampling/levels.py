@@ -47,6 +47,23 @@ def calibrate(devi: Sequence[float], err: Sequence[float], min_frames: int = 5) 
     return float(np.median(e[ok] / d[ok]))
 
 
+def held_out_pairs(frames) -> tuple[np.ndarray, np.ndarray]:
+    """(max force deviation, true max force error) of labeled frames that carry the exploring
+    ensemble's deviation (info ``elt_max_devi_f``) and mean forces (arrays ``elt_pred_forces``), as
+    the explore task stores them on candidates: that ensemble was not trained on them. Frames
+    without either are skipped. eV/Å."""
+    from elt.data.frames import MAX_DEVI_F, PRED_FORCES, labels_of
+
+    devi, err = [], []
+    for a in frames:
+        if MAX_DEVI_F not in a.info or PRED_FORCES not in a.arrays:
+            continue
+        forces = np.asarray(labels_of(a)[1], dtype=np.float64)
+        devi.append(float(a.info[MAX_DEVI_F]))
+        err.append(float(np.linalg.norm(np.asarray(a.arrays[PRED_FORCES]) - forces, axis=1).max()))
+    return np.asarray(devi), np.asarray(err)
+
+
 def auto_levels(valid_rmse_f: Optional[float], scale: Optional[float], cfg, fixed_lo=None,
                 fixed_hi=None) -> Levels:
     """Trust levels for one iteration.

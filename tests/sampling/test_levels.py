@@ -8,7 +8,7 @@ from conftest import cu_frames
 
 from elt.config.sampling import AutoLevels
 from elt.config.workflow import SelectConfig
-from elt.sampling.levels import auto_levels, calibrate
+from elt.sampling.levels import auto_levels, calibrate, held_out_pairs
 
 
 def test_calibrate_is_the_median_ratio_and_robust():
@@ -65,14 +65,23 @@ def _ensemble(frames, steps, tmp_path, name):
 
 
 def _devi_and_error(ens, frames):
+    """Stamp the frames as the explore task does (deviation and mean prediction of the exploring
+    ensemble), then read them back as the loop would."""
+    from elt.data.frames import MAX_DEVI_F, PRED_FORCES
     from elt.potentials.deviation import frame_deviation
     from elt.reporting.stats import force_errors
 
-    devi, err = [], []
+    stamped = []
     for a, p in zip(frames, ens.predict_many(frames)):
-        devi.append(frame_deviation(p.energies, p.forces).max_devi_f)
-        err.append(force_errors(p.forces.mean(axis=0), a.get_forces())[0])
-    return np.array(devi), np.array(err)
+        b = a.copy()
+        b.calc = a.calc
+        b.info[MAX_DEVI_F] = frame_deviation(p.energies, p.forces).max_devi_f
+        b.arrays[PRED_FORCES] = p.forces.mean(axis=0)
+        stamped.append(b)
+    devi, err = held_out_pairs(stamped + [frames[0]])  # an unstamped frame is skipped
+    assert len(devi) == len(frames)
+    assert err[0] == pytest.approx(force_errors(stamped[0].arrays[PRED_FORCES], frames[0].get_forces())[0])
+    return devi, err
 
 
 def test_auto_levels_follow_the_ensembles_error_on_a_real_run(tmp_path):
