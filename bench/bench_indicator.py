@@ -34,6 +34,7 @@ RECIPES = {
     "default": {},                                   # this version's TrainConfig defaults
     "bootstrap": {"bootstrap": True},
     "subsample": {"subsample": 0.6},
+    "subsample80": {"subsample": 0.8},
 }
 
 
@@ -173,6 +174,9 @@ def main() -> None:
     args.temps = [300.0, 600.0, 900.0, 1200.0]
     args.walkers, args.steps, args.sample = (1, 200, 60) if args.quick else (2, 300, 200)
     names = args.recipes.split(",") if args.recipes else (["current", "default"] if args.quick else list(RECIPES))
+    unknown = sorted(set(names) - set(RECIPES))
+    if unknown:
+        ap.error(f"unknown recipe(s) {', '.join(unknown)}; choose from {', '.join(RECIPES)}")
     results: dict = {}
     for element in args.metals.split(","):
         for name in names:

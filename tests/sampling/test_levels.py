@@ -24,11 +24,12 @@ def test_calibrate_is_the_median_ratio_and_robust():
 def test_auto_levels_clip_and_keep_lo_below_hi():
     cfg = AutoLevels()
     lv = auto_levels(0.04, 1.0, cfg)
-    assert lv.target == pytest.approx(1.5 * 3.0 * 0.04) and lv.lo == pytest.approx(0.18) and lv.hi == pytest.approx(0.54)
-    assert auto_levels(0.04, 2.0, cfg).lo == pytest.approx(0.09)    # errors twice the deviation: lower lo
+    target = cfg.lo_factor * cfg.max_over_rms * 0.04
+    assert lv.target == pytest.approx(target) and lv.lo == pytest.approx(target) and lv.hi == pytest.approx(3 * target)
+    assert auto_levels(0.04, 2.0, cfg).lo == pytest.approx(target / 2)   # errors twice the deviation: lower lo
     assert auto_levels(1e-4, 1.0, cfg).lo == cfg.lo_min               # floor
     big = auto_levels(1.0, 1.0, cfg)
-    assert big.lo == cfg.lo_max and big.hi == pytest.approx(0.9)
+    assert big.lo == cfg.lo_max and big.hi == pytest.approx(cfg.hi_factor * cfg.lo_max)
     assert auto_levels(None, None, cfg).lo == cfg.lo_max              # nothing known yet
     fixed_hi = auto_levels(0.1, 1.0, cfg, fixed_hi=0.2)               # lo squeezed below a fixed hi
     assert fixed_hi.hi == 0.2 and fixed_hi.lo < 0.2
