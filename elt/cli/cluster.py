@@ -14,7 +14,7 @@ cluster_app = typer.Typer(add_completion=False, no_args_is_help=True,
 
 
 @cluster_app.command("script")
-def script(profile: str = typer.Argument(..., help="Cluster profile: a path, or a name in cluster_profiles/ (e.g. slurm)."),
+def script(profile: str = typer.Argument(..., help="Cluster profile: a path, or the name of a shipped profile (e.g. slurm)."),
            pool: Optional[str] = typer.Option(None, "--pool", help="Print only this pool's script."),
            run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Run directory (sets the log paths shown).")):
     """Print the job script(s) a SLURM profile would submit, one per pool. Nothing is submitted."""

@@ -19,14 +19,6 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 
 _state = {"traceback": False}
 
-STATUS_TEXT = {
-    "converged": "converged",
-    "max_iterations": "stopped at converge.max_iterations (not converged)",
-    "stage_budget": "stopped: the last stage used its max_iterations (not converged)",
-    "stuck": "stopped: stuck (no candidates to label while not accurate; see the last iteration)",
-}
-
-
 @app.callback()
 def _root(traceback: bool = typer.Option(False, "--traceback", help="Show Python tracebacks of errors."),
           verbose: bool = typer.Option(False, "--verbose", "-v", help="Log more.")):
@@ -53,24 +45,48 @@ def _console():
 
 
 @app.command()
-def validate(workflow: Path = typer.Argument(..., help="workflow.yaml to check"),
-             cluster: Optional[str] = typer.Option(None, help="Cluster profile to check instead of the workflow's."),
+def validate(files: list[Path] = typer.Argument(..., help="Workflow files and/or cluster profiles to check."),
+             cluster: Optional[str] = typer.Option(None, help="Cluster profile to check the workflows with instead of their own."),
              backend: bool = typer.Option(True, help="Also check that the labeling backend can run here.")):
-    """Check a workflow file (and its cluster profile, and the labeling backend) without running it."""
-    from elt.config import load_profile, load_workflow
-
-    wf = load_workflow(workflow)
-    profile = load_profile(cluster or wf.cluster, wf.base_dir)
+    """Check workflow files (with their cluster profile and labeling backend) and cluster profiles
+    without running anything. Prints "ok FILE" for each file that passed every check."""
     con = _console()
-    con.print(f"[green]ok[/green] {workflow}: {len(wf.explore.stages)} stage(s), label {wf.label.kind}, "
-              f"ensemble of {wf.train.ensemble_size}, cluster {profile.kind}")
+    worst = None
+    for f in files:
+        try:
+            lines = _validate_one(f, cluster, backend)
+        except EltError as e:
+            if _state["traceback"]:
+                raise
+            sys.stderr.write(f"error: {e}\n")
+            worst = worst or e.exit_code
+            continue
+        con.print(f"[green]ok[/green] {lines[0]}")
+        for line in lines[1:]:
+            con.print("  " + line)
+    if worst:
+        raise typer.Exit(worst)
+
+
+def _validate_one(path: Path, cluster: Optional[str], backend: bool) -> list[str]:
+    """Every check of one file; what to print once all passed."""
+    from elt.config import load_profile, load_workflow
+    from elt.config.cluster import is_profile_file
+
+    if is_profile_file(path):
+        profile = load_profile(str(path))
+        return [f"{path}: cluster profile (kind {profile.kind})"]
+    wf = load_workflow(path)
+    profile = load_profile(cluster or wf.cluster, wf.base_dir)
+    lines = [f"{path}: {len(wf.explore.stages)} stage(s), label {wf.label.kind}, "
+             f"ensemble of {wf.train.ensemble_size}, cluster {profile.kind}"]
     if backend:
         from elt.engine.loop import Campaign, run_dir_of
 
         camp = Campaign(wf, run_dir_of(wf), profile)
         camp.prepare()
-        for line in camp.plan_summary():
-            con.print("  " + line)
+        lines += camp.plan_summary()
+    return lines
 
 
 @app.command()
@@ -102,27 +118,56 @@ def run(workflow: Path = typer.Argument(..., help="workflow.yaml"),
             camp.prepare()
             for line in camp.plan_summary():
                 con.print(line)
+            con.print(f"cluster: {profile.kind} ({cluster or wf.cluster or 'local defaults'})")
             return
+        con.print(f"run directory: {run_dir}")
         try:
             summary = camp.run()
         except KeyboardInterrupt:
+            again = resume_command(workflow, workdir, cluster)
             con.print(f"\n[yellow]interrupted[/yellow]: finished tasks are kept in {run_dir}; "
-                      f"run `elt run {workflow}` again to resume")
+                      f"run `{again}` to resume")
             raise typer.Exit(130)
     if json_out:
         print(json.dumps(summary.as_dict(), indent=1))
         return
-    con.print(f"[bold]{STATUS_TEXT.get(summary.status, summary.status)}[/bold] after {summary.iterations} "
-              f"iteration(s); {summary.dataset_size} labeled frames; run directory {summary.run_dir}")
-    m = summary.final_metrics.get("valid") or summary.final_metrics.get("train") or {}
-    if m:
-        con.print(f"final ensemble: force RMSE {m.get('rmse_f', float('nan')):.4f} eV/Å, "
-                  f"energy RMSE {1000 * m.get('rmse_e', float('nan')):.2f} meV/atom (training data)")
-    if summary.test and "rmse_f" in summary.test:
-        t = summary.test
-        con.print(f"test on {t['frames']} fresh MD frames at {t['temperature']:g} K: "
-                  f"force RMSE {t['rmse_f']:.4f} eV/Å, energy RMSE {1000 * t['rmse_e']:.2f} meV/atom")
-    con.print(f"final ensemble: {Path(summary.run_dir) / 'model'}  (load with elt.load_potential(PATH))")
+    for line in summary_lines(summary):
+        con.print(line)
+
+
+def resume_command(workflow: Path, workdir: Optional[Path], cluster: Optional[str]) -> str:
+    """The exact command that resumes this run (the same run directory and cluster)."""
+    import shlex
+
+    cmd = ["elt", "run", str(workflow)]
+    if workdir is not None:
+        cmd += ["--workdir", str(workdir)]
+    if cluster is not None:
+        cmd += ["--cluster", str(cluster)]
+    return shlex.join(cmd)
+
+
+def summary_lines(summary) -> list[str]:
+    """The end of `elt run`: how it ended, the final errors and which data each is on, what next."""
+    from elt.engine.plan import stop_text
+
+    run = summary.run_dir
+    out = [f"[bold]{stop_text(summary.status)}[/bold] after {summary.iterations} iteration(s); "
+           f"{summary.dataset_size} labeled frames; run directory {run}"]
+    for split, what in (("train", "its training frames"), ("valid", "validation frames held out of its training")):
+        m = summary.final_metrics.get(split) or {}
+        if m.get("rmse_f") is not None:
+            out.append(f"final ensemble on {what}: force RMSE {m['rmse_f']:.4f} eV/Å"
+                       + (f", energy RMSE {1000 * m['rmse_e']:.2f} meV/atom" if m.get("rmse_e") is not None else ""))
+    t = summary.test or {}
+    if "rmse_f" in t:
+        out.append(f"final ensemble on {t['frames']} fresh MD frames at {t['temperature']:g} K (not in the data set): "
+                   f"force RMSE {t['rmse_f']:.4f} eV/Å, energy RMSE {1000 * t['rmse_e']:.2f} meV/atom")
+    elif t.get("error"):
+        out.append(f"final test: {t['error']}")
+    out.append(f"final ensemble: {Path(run) / 'model'}  (load with elt.load_potential(PATH))")
+    out.append(f"next: `elt report {run}` (tables and plots), `elt export {run} --format extxyz -o data.extxyz`")
+    return out
 
 
 @app.command()
@@ -158,7 +203,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         return rc if isinstance(rc, int) else 0
     except EltError as e:
         if show_tb:
-            raise
+            import traceback
+
+            traceback.print_exc()
         sys.stderr.write(f"error: {e}\n")
         return e.exit_code
     except KeyboardInterrupt:

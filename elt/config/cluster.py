@@ -12,20 +12,29 @@ from pydantic import Field, TypeAdapter, ValidationError, field_validator, model
 
 from elt.config.base import Strict, format_validation_error
 from elt.errors import ConfigError
+from elt.records import ExecSettings
 
 TASK_KINDS = ("train", "explore", "label")
 
 
-class LocalProfile(Strict):
+class LabelExec(Strict):
+    """How label tasks start the reference code on this cluster (one definition for every profile)."""
+
+    label_threads: int = Field(1, ge=1, description="OMP threads a DFT label task may use.")
+    label_command: Optional[str] = Field(None, description="DFT program command of label tasks (CP2K: default cp2k.psmp; a full path works).")
+    launcher: Optional[str] = Field(None, description="Launcher prefix of the DFT program, e.g. 'mpirun -n 2'.")
+
+    def exec_settings(self) -> ExecSettings:
+        return ExecSettings(threads=self.label_threads, launcher=self.launcher, command=self.label_command)
+
+
+class LocalProfile(LabelExec):
     """A Dask LocalCluster of worker processes on this machine."""
 
     kind: Literal["local"] = Field("local", description="Local worker processes.")
     n_workers: Optional[int] = Field(None, ge=1, description="Worker processes; default: the number of CPU cores.")
     threads_per_worker: int = Field(1, ge=1, description="Threads per worker process (1 is fastest for these tasks).")
     memory_limit: str = Field("auto", description="Memory limit per worker (Dask syntax, e.g. '4GB', or 'auto').")
-    label_threads: int = Field(1, ge=1, description="OMP threads a DFT label task may use.")
-    label_command: Optional[str] = Field(None, description="DFT program command of label tasks (CP2K: default cp2k.psmp; a full path works).")
-    launcher: Optional[str] = Field(None, description="Launcher prefix of the DFT program, e.g. 'mpirun -n 2'.")
     dashboard: bool = Field(False, description="Start Dask's dashboard (on a free port).")
 
     def workers(self) -> int:
@@ -88,6 +97,9 @@ class SlurmPool(Strict):
     lifetime_margin: Optional[int] = Field(None, ge=0, description="Seconds before the walltime at which "
                                            "workers retire (± half of it, staggered); default: 10% of the "
                                            "walltime, at least 60 s and at most 900 s.")
+
+    def exec_settings(self) -> ExecSettings:
+        return ExecSettings(threads=self.threads_per_task, launcher=self.launcher, command=self.label_command)
 
     @field_validator("kinds")
     @classmethod
@@ -206,20 +218,35 @@ class SlurmProfile(Strict):
         raise KeyError(kind)
 
 
-class AddressProfile(Strict):
+class AddressProfile(LabelExec):
     """Connect to a Dask scheduler that is already running."""
 
     kind: Literal["address"] = Field(description="An existing Dask scheduler.")
     address: str = Field(description="Scheduler address, e.g. tcp://10.0.0.5:8786")
-    label_threads: int = Field(1, ge=1, description="OMP threads of a DFT label task.")
-    label_command: Optional[str] = Field(None, description="DFT program command of label tasks (CP2K: default cp2k.psmp).")
-    launcher: Optional[str] = Field(None, description="Launcher prefix of the DFT program, e.g. 'mpirun -n 2'.")
 
 
 ClusterProfile = Annotated[Union[LocalProfile, SlurmProfile, AddressProfile], Field(discriminator="kind")]
 _ADAPTER = TypeAdapter(ClusterProfile)
 
-PROFILE_DIR = Path(__file__).resolve().parents[2] / "cluster_profiles"
+PROFILE_DIR = Path(__file__).resolve().parents[1] / "cluster_profiles"  # package data; ./cluster_profiles links here
+
+
+def is_profile_file(path: Path) -> bool:
+    """A YAML file that is a cluster profile (a mapping with ``kind`` and no workflow section), not a workflow."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError):
+        return False
+    return isinstance(data, dict) and "kind" in data and "system" not in data
+
+
+def yaml_error(path: Path, text: str, err: Exception) -> ConfigError:
+    """A ConfigError for a YAML syntax error, with a hint for the usual cause (tabs)."""
+    hint = None
+    if "\t" in text:
+        line = next(i for i, x in enumerate(text.splitlines(), 1) if "\t" in x)
+        hint = f"YAML does not allow tabs for indentation (the first is on line {line}): indent with spaces"
+    return ConfigError(f"{path}: not valid YAML: {err}", hint=hint)
 
 
 def parse_profile(data: dict, source: str = "cluster profile"):
@@ -249,12 +276,15 @@ def load_profile(ref: str | os.PathLike | dict | None, base_dir: Path | None = N
     candidates += [Path("cluster_profiles") / f"{ref}.yaml", PROFILE_DIR / f"{ref}.yaml"]
     for c in candidates:
         if c.is_file():
+            text = c.read_text()
             try:
-                data = yaml.safe_load(c.read_text()) or {}
+                data = yaml.safe_load(text) or {}
             except yaml.YAMLError as e:
-                raise ConfigError(f"{c}: not valid YAML: {e}") from None
+                raise yaml_error(c, text, e) from None
             return parse_profile(data, str(c))
     if ref == "local":
         return LocalProfile()
+    shipped = ", ".join(sorted(p.stem for p in PROFILE_DIR.glob("*.yaml")))
     raise ConfigError(f"cluster profile {ref!r} not found",
-                      hint="give a path to a profile YAML, a name in cluster_profiles/ (local, slurm, slurm-localhost, address), or an inline mapping")
+                      hint=f"give a path to a profile YAML, the name of a shipped profile ({shipped}), or an inline "
+                           "mapping; `elt init bulk-metal DIR` writes local.yaml and slurm.yaml to edit")

@@ -10,9 +10,9 @@ from typing import Annotated, Any, Literal, Optional, Union
 import yaml
 from pydantic import Field, PositiveFloat, ValidationError, field_validator, model_validator
 
-from elt.config.base import Strict, format_validation_error
-from elt.config.label import CP2KLabel, EMTLabel, PySCFLabel
-from elt.config.sampling import AdaptiveLo, AutoLevels, Bias, MetadConfig
+from elt.config.base import Strict, format_validation_error, plugin_section
+from elt.config.label import EMTLabel
+from elt.config.sampling import AdaptiveLo, AseExplorer, AutoLevels, Bias, MetadConfig
 from elt.config.train import TrainConfig
 from elt.errors import ConfigError
 
@@ -76,10 +76,15 @@ class SystemConfig(Strict):
 
 
 # ---------------------------------------------------------------- explore
+ExplorerSection = plugin_section("explorer", "ase")  # ase or an installed explorer plugin
+
+
 class StageConfig(Strict):
+    ADDED = frozenset({"explorer"})
+
     name: Optional[str] = Field(None, description="Label of the stage in reports.")
-    temperatures: list[float] = Field(default_factory=lambda: [300.0], min_length=1, description="Temperatures (K); one walker set per value.")
-    pressures: Optional[list[float]] = Field(None, description="Pressures (GPa) for npt; one walker set per temperature×pressure.")
+    temperatures: list[Annotated[float, Field(gt=0, le=1e5)]] = Field(default_factory=lambda: [300.0], min_length=1, description="Temperatures (K, above 0); one walker set per value.")
+    pressures: Optional[list[Annotated[float, Field(ge=-1e3, le=1e4)]]] = Field(None, description="Pressures (GPa, -1000 to 10000; negative is tension) for npt; one walker set per temperature×pressure.")
     ensemble: Literal["nvt", "nve", "npt"] = Field("nvt", description="nvt: Langevin; nve: velocity Verlet; npt: Berendsen-type barostat.")
     timestep: float = Field(2.0, gt=0, le=10, description="MD timestep (fs).")
     steps: int = Field(1000, ge=1, description="MD steps per walker.")
@@ -95,6 +100,7 @@ class StageConfig(Strict):
     max_energy_jump: Optional[float] = Field(1.0, gt=0, description="A walker stops (energy_spike) when its unbiased potential energy changes by more than this per atom between two recorded frames (eV/atom); null: no check.")
     bias: Optional[Bias] = Field(None, description="Uncertainty-driven bias of the walkers (kind udd or hal); null: plain MD.")
     metad: Optional[MetadConfig] = Field(None, description="Metadynamics on collective variables (Gaussian hills); null: none.")
+    explorer: ExplorerSection = Field(default_factory=AseExplorer, description="The MD engine of the walkers: a mapping with its kind (ase: the reference, one walker per task) and that explorer's settings; a bare name is short for {kind: NAME}.")
 
     @model_validator(mode="after")
     def _check(self):
@@ -170,7 +176,7 @@ class EvaluateConfig(Strict):
     steps: int = Field(400, ge=1, description="MD steps of the test walker; the frames are spread evenly over them.")
 
 
-LabelSection = Annotated[Union[EMTLabel, PySCFLabel, CP2KLabel], Field(discriminator="kind")]
+LabelSection = plugin_section("labeler", "emt")  # emt, pyscf, cp2k or an installed labeler plugin
 
 
 class Workflow(Strict):
@@ -183,7 +189,7 @@ class Workflow(Strict):
     train: TrainConfig = Field(default_factory=TrainConfig, description="Ensemble training.")
     explore: ExploreConfig = Field(default_factory=ExploreConfig, description="Exploration stages.")
     select: SelectConfig = Field(default_factory=SelectConfig, description="Trust levels and label budget.")
-    label: LabelSection = Field(default_factory=EMTLabel, description="Reference method (emt, pyscf, cp2k).")
+    label: LabelSection = Field(default_factory=EMTLabel, description="Reference method: a mapping with its kind (emt, pyscf, cp2k, or an installed labeler plugin) and that method's settings.")
     converge: ConvergeConfig = Field(default_factory=ConvergeConfig, description="Stopping rule.")
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig, description="Final test of the trained ensemble on fresh labeled frames.")
     cluster: Union[str, dict, None] = Field(None, description="Cluster profile: a name (local, slurm), a path to a YAML, or an inline mapping.")
@@ -202,6 +208,8 @@ class Workflow(Strict):
 
 
 def _jsonable(obj: Any):
+    if hasattr(obj, "ident"):
+        return obj.ident()
     if hasattr(obj, "model_dump"):
         return obj.model_dump(mode="json")
     return obj
@@ -226,8 +234,11 @@ def load_workflow(path: str | Path) -> Workflow:
     if not path.is_file():
         raise ConfigError(f"workflow file {str(path)!r} not found",
                           hint="give the path to a workflow YAML, e.g. workflows/quickstart.yaml")
+    text = path.read_text()
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        from elt.config.cluster import yaml_error
+
+        raise yaml_error(path, text, e) from None
     return parse_workflow(data, str(path), base_dir=path.resolve().parent)

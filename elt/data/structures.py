@@ -50,13 +50,9 @@ def read_structure_file(path: Path, index: str = ":", fmt: str | None = None) ->
         out = read(str(path), index=index, format=fmt)
     except Exception as e:
         complaint = _complaint(e)
-        # pymatgen reads some CIF/POSCAR files that ASE's readers reject
+        # pymatgen (a dependency of elt) reads some CIF/POSCAR files that ASE's readers reject
         try:
             out = _read_pymatgen(path)
-        except ImportError:
-            raise SetupError(f"cannot read structure file {path}: {complaint}",
-                             hint="check the file, or give `format:` (e.g. vasp, cif, extxyz, db); "
-                                  "`pip install pymatgen` adds a second reader for CIF/POSCAR") from None
         except Exception as e2:
             raise SetupError(f"cannot read structure file {path}: {complaint} (pymatgen: {_complaint(e2)})",
                              hint="check the file, or give `format:` (e.g. vasp, cif, extxyz, db)") from None

@@ -16,7 +16,7 @@ TEMPLATES = {
     "water-box": "27 H2O in a periodic 9.3 Å box, CP2K labels",
     "small-molecule": "ethanol in vacuum, PySCF labels",
 }
-PROFILES = {"local.yaml": "cluster-local.yaml", "slurm.yaml": "cluster-slurm.yaml"}
+PROFILES = ("local.yaml", "slurm.yaml")  # the shipped cluster profiles (elt/cluster_profiles/), copied as they are
 WATER_DENSITY = 1.0  # g/cm³
 
 
@@ -59,8 +59,8 @@ def write_template(name: str, dest: Path, force: bool = False) -> list[Path]:
                           hint="templates: " + "; ".join(f"{k} ({v})" for k, v in TEMPLATES.items()))
     dest = Path(dest)
     files = {"workflow.yaml": template_text(f"{name}.yaml")}
-    for out, src in PROFILES.items():
-        files[out] = template_text(src)
+    for name_ in PROFILES:
+        files[name_] = resources.files("elt").joinpath("cluster_profiles", name_).read_text(encoding="utf-8")
     extra = {}
     if name == "water-box":
         extra["water_box.extxyz"] = water_box()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import signal
+import sys
 import threading
 
 from elt.dispatch.base import Cluster
@@ -27,7 +30,9 @@ class LocalDaskCluster(Cluster):
                 processes=True,
                 memory_limit=p.memory_limit,
                 dashboard_address=":0",
-                silence_logs=40,
+                # workers log nothing below CRITICAL: task errors reach the driver through their
+                # futures, and shutdown chatter (heartbeats to a closing scheduler) is not the user's
+                silence_logs=logging.CRITICAL,
             )
             self.client = Client(self.cluster)
         except Exception as e:  # pragma: no cover - environment specific
@@ -39,13 +44,16 @@ class LocalDaskCluster(Cluster):
         return self.client
 
     def close(self):
-        super().close()
+        # workers first, then the client, then the scheduler: a worker never heartbeats to a
+        # scheduler that is already gone
         cluster = getattr(self, "cluster", None)
+        if cluster is not None and self.client is not None:
+            with contextlib.suppress(Exception):
+                self.client.retire_workers(close_workers=True)
+        super().close()
         if cluster is not None:
-            try:
+            with contextlib.suppress(Exception):
                 cluster.close()
-            except Exception:
-                pass
             self.cluster = None
 
     def describe(self):
@@ -55,3 +63,26 @@ class LocalDaskCluster(Cluster):
 
 def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
+
+
+@contextlib.contextmanager
+def no_main_reimport():
+    """While inside, spawned worker processes do not re-run the user's ``__main__`` script (spawn
+    re-imports it to find functions defined there; elt's tasks live in elt's modules). This is what
+    lets ``elt.run()`` be called from a plain script without an ``if __name__ == "__main__":`` guard."""
+    main = sys.modules.get("__main__")
+    saved = {k: getattr(main, k) for k in ("__file__", "__spec__") if main is not None and hasattr(main, k)}
+    if main is not None and multiprocessing_parent() is None:
+        for k in saved:
+            setattr(main, k, None) if k == "__spec__" else delattr(main, k)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            setattr(main, k, v)
+
+
+def multiprocessing_parent():
+    import multiprocessing
+
+    return multiprocessing.parent_process()

@@ -32,7 +32,7 @@ from typing import Any, Optional
 from elt.dispatch.base import Cluster
 from elt.dispatch.slurm_pools import PoolScaler, pool_resource
 from elt.errors import ConfigError, DispatchError
-from elt.labeling.base import ExecSettings
+from elt.records import ExecSettings
 from elt.registry import register
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,7 @@ def job_scripts(profile, run_dir: Optional[Path] = None,
 
     if getattr(profile, "kind", None) != "slurm":
         raise ConfigError(f"cluster profile of kind {getattr(profile, 'kind', '?')!r} submits no job scripts",
-                          hint="give a profile with 'kind: slurm' (e.g. cluster_profiles/slurm.yaml)")
+                          hint="give a profile with 'kind: slurm' (e.g. the shipped `slurm`, or the slurm.yaml that `elt init` writes)")
     log_dir = _log_dir(profile, run_dir)
     return {name: SLURMJob(scheduler_address, name=f"elt-{name}-N", **job_options(profile, name, log_dir)).job_script()
             for name in profile.pools}
@@ -251,8 +251,7 @@ class SlurmDaskCluster(Cluster):
         return {"resources": {pool_resource(self.pool_for(kind)): 1}}
 
     def exec_settings(self, kind: str = "label") -> ExecSettings:
-        pool = self.profile.pools[self.pool_for(kind)]
-        return ExecSettings(threads=pool.threads_per_task, launcher=pool.launcher, command=pool.label_command)
+        return self.profile.pools[self.pool_for(kind)].exec_settings()
 
     @property
     def scheduler_address(self) -> Optional[str]:

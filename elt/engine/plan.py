@@ -13,6 +13,29 @@ from dataclasses import dataclass
 from typing import Optional
 
 
+# what each stop reason means, for people (the run's summary and `elt status`)
+STOP_TEXT = {
+    "converged": "converged",
+    "max_iterations": "stopped at converge.max_iterations (not converged)",
+    "stage_budget": "stopped: the last stage used its max_iterations (not converged)",
+    "stuck": "stopped: stuck (no candidates to label while not accurate; see the last iteration)",
+}
+
+
+def stop_text(reason: str) -> str:
+    return STOP_TEXT.get(reason, reason)
+
+
+def task_phase(kind: str, iteration: int, n_iterations: Optional[int] = None) -> str:
+    """A task's place in the campaign in words: the initial labels, iteration N's KIND, or the
+    final training / final test (tasks after the last iteration)."""
+    if iteration < 0:
+        return "initial labels" if kind == "label" else f"initial {kind}"
+    if n_iterations is not None and iteration >= n_iterations:
+        return {"train": "final training", "explore": "final test MD", "label": "final test labels"}.get(kind, f"final {kind}")
+    return f"{kind} of iteration {iteration}"
+
+
 @dataclass
 class Position:
     iteration: int          # the next iteration to run

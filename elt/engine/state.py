@@ -21,24 +21,37 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
+from elt.data.layout import RunLayout
 from elt.errors import StateError
 
 FORMAT_VERSION = 1
-STATE_FILE = "state.db"
-LOCK_FILE = "driver.lock"
+STATE_FILE = RunLayout(Path(".")).state_db.name
+LOCK_FILE = RunLayout(Path(".")).lock.name
 
 
 class RunState:
     def __init__(self, run_dir: Path, readonly: bool = False):
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / STATE_FILE
-        existed = self.path.exists() and self.path.stat().st_size > 0
+        existed = self.path.exists()
+        if existed and self.path.stat().st_size == 0:
+            raise StateError(f"the run state {self.path} is empty (0 bytes): it holds no record of the run",
+                             hint="nothing was changed; if the run never got past its start, delete the file to "
+                                  "start afresh; else restore it from a backup (the labeled frames stay in data/)")
         try:
             if readonly:
                 self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30, isolation_level=None)
                 self._check()
                 return
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            if not existed:  # made aside and moved in: a crash never leaves a 0-byte state behind
+                tmp = self.path.with_name(self.path.name + ".new")
+                tmp.unlink(missing_ok=True)
+                db = sqlite3.connect(str(tmp), isolation_level=None)
+                self.db = db
+                self._create()
+                db.close()
+                os.replace(tmp, self.path)
             self.db = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
@@ -120,8 +133,11 @@ class RunState:
                         "seconds": r[6], "finished": r[7]})
         return out
 
-    def count_tasks(self) -> dict[str, int]:
-        return {k: n for k, n in self.db.execute("SELECT kind, COUNT(*) FROM tasks GROUP BY kind")}
+    def count_tasks(self, status: Optional[str] = None) -> dict[str, int]:
+        """Recorded tasks per kind (only those of ``status`` when given)."""
+        if status is None:
+            return {k: n for k, n in self.db.execute("SELECT kind, COUNT(*) FROM tasks GROUP BY kind")}
+        return {k: n for k, n in self.db.execute("SELECT kind, COUNT(*) FROM tasks WHERE status=? GROUP BY kind", (status,))}
 
     # ---------------------------------------------------------------- iterations
     def record_iteration(self, iteration: int, record: dict) -> None:

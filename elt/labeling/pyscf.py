@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 MOLECULE_BASIS = "def2-svp"
 CELL_BASIS = "gth-dzvp-molopt-sr"
 CELL_PSEUDO = "gth-pbe"
-INSTALL_HINT = "install PySCF on the workers: pip install 'elt[pyscf]' (or pip install pyscf)"
+INSTALL_HINT = "install PySCF on the workers: pip install 'elt[dft]' (or pip install pyscf)"
 
 
 def _import_pyscf():

@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from elt.data.layout import RunLayout
+from elt.engine.plan import stop_text, task_phase
 from elt.engine.runner import summary_line
 from elt.engine.state import holder, open_readonly
 
@@ -21,7 +23,7 @@ RECENT = 3  # phase times are averaged over this many last iterations
 
 def read_journal(run_dir: Path) -> list[dict]:
     """Events of ``RUN_DIR/journal.log`` (t, event, task = 'kind:id', host, pid); torn lines skipped."""
-    p = Path(run_dir) / "journal.log"
+    p = RunLayout(run_dir).journal
     out = []
     if p.exists():
         for line in p.read_text(errors="replace").splitlines():
@@ -170,12 +172,12 @@ def status_text(run_dir: Path) -> str:
                             " (no finished iteration to estimate from)"))
     if s["last_task"]:
         lt = s["last_task"]
-        lines.append(f"last task finished: {lt['kind']} of iteration {lt['iteration']}, {_dur(lt['ago_s'])} ago")
+        lines.append(f"last task finished: {task_phase(lt['kind'], lt['iteration'], s['iterations_done'])}, {_dur(lt['ago_s'])} ago")
     for r in s["records"]:
         secs = r.get("seconds", {})
         lines.append(summary_line(r) + " | " + " ".join(f"{k} {v:.0f}s" for k, v in secs.items()))
     if s["final"]:
-        lines.append(f"finished: {s['final']['status']}")
+        lines.append(f"finished: {stop_text(s['final']['status'])}")
     if s["test"] and "rmse_f" in s["test"]:
         lines.append(f"test: force RMSE {s['test']['rmse_f']:.4f} eV/Å on {s['test']['frames']} fresh frames")
     return "\n".join(lines)

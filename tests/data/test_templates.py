@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import yaml
 
+from elt.config.cluster import PROFILE_DIR
 from elt.cli.main import main
 from elt.config import load_profile, load_workflow
 from elt.data.structures import start_structures
@@ -33,9 +34,9 @@ def test_template_validates_as_written(name, tmp_path):
 def test_profiles_are_the_shipped_ones(tmp_path):
     write_template("bulk-metal", tmp_path)
     for name in ("local.yaml", "slurm.yaml"):
-        src = REPO / "cluster_profiles" / name
-        if src.exists():  # a source checkout: the package copies must not drift
-            assert (tmp_path / name).read_text() == src.read_text()
+        assert (tmp_path / name).read_text() == (PROFILE_DIR / name).read_text()
+    # the repository's cluster_profiles/ is the package's folder itself, not a copy that could drift
+    assert (REPO / "cluster_profiles").resolve() == PROFILE_DIR.resolve()
 
 
 def test_init_refuses_to_overwrite_and_unknown_templates(tmp_path, capsys):

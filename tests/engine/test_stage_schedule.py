@@ -49,7 +49,7 @@ def test_is_stuck_cases():
 
 
 def test_every_stop_reason_has_a_human_message():
-    from elt.cli.main import STATUS_TEXT
+    from elt.engine.plan import STOP_TEXT as STATUS_TEXT
 
     assert {"converged", "max_iterations", "stage_budget", "stuck"} <= set(STATUS_TEXT)
     assert "stuck" in STATUS_TEXT["stuck"]
