@@ -157,6 +157,9 @@ class SelectConfig(Strict):
         if self.stream and (self.adaptive_lo is not None or self.strategy == "fps"):
             raise ValueError("stream: true chooses each walker's labels alone; it does not combine with adaptive_lo "
                              "or strategy fps, which compare all walkers' frames (set stream: false)")
+        if self.adaptive_lo is not None and self.trust_lo == "auto":
+            raise ValueError("trust_lo: auto and adaptive_lo both choose trust_lo; keep one (adaptive_lo.lo_min "
+                             "sets a floor for adaptive_lo, trust_hi may stay auto)")
         if (self.adaptive_lo is not None and self.adaptive_lo.lo_min is not None and not isinstance(self.trust_hi, str)
                 and self.adaptive_lo.lo_min >= self.trust_hi):
             raise ValueError(f"adaptive_lo.lo_min ({self.adaptive_lo.lo_min}) must be below trust_hi ({self.trust_hi})")

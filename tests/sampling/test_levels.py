@@ -47,6 +47,9 @@ def test_select_config_accepts_auto_and_numbers():
         SelectConfig(trust_lo=0.3, trust_hi=0.2)
     with pytest.raises(ValueError, match="or auto"):
         SelectConfig(trust_lo="atuo")
+    with pytest.raises(ValueError, match="both choose trust_lo"):
+        SelectConfig(trust_lo="auto", adaptive_lo={"fraction": 0.1})
+    assert SelectConfig(trust_hi="auto", adaptive_lo={"fraction": 0.1}).trust_hi == "auto"
     with pytest.raises(ValueError, match="lo_min"):
         SelectConfig(trust_lo="auto", auto={"lo_min": 0.5, "lo_max": 0.3})
 
