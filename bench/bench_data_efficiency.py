@@ -44,7 +44,8 @@ BASE = {
     # every iteration trains from scratch for the same number of steps, whatever the data set size:
     # the test error then follows the data, not the optimisation budget (which grows with the data
     # set when training is counted in epochs)
-    "train": {"ensemble_size": 4, "warm_start": False, "epochs": 100000, "max_steps": 1000, "batch_size": 4},
+    "train": {"ensemble_size": 4, "warm_start": False, "epochs": 100000, "max_steps": 1000, "batch_size": 4,
+              "patience": None},
     "explore": {"stages": [{"temperatures": TEMPS, "steps": 300, "record_every": 10, "max_iterations": 100}]},
     "select": {"trust_lo": 0.05, "trust_hi": 0.35, "max_candidates": 5},
     "label": {"kind": "emt"},

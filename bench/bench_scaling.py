@@ -43,7 +43,7 @@ def tiny_ensemble(tmp: Path):
         a.positions += rng.normal(0, 0.05, a.positions.shape)
         a.calc = EMT()
         frames.append(attach_labels(a, a.get_potential_energy(), a.get_forces(), a.get_stress()))
-    cfg = TrainConfig(max_steps=5, epochs=5)
+    cfg = TrainConfig(max_steps=5, epochs=5, min_steps=1)
     paths = []
     for m in range(4):
         p = tmp / f"member_{m}.pt"
@@ -116,7 +116,7 @@ def records_scaling(max_frames: int) -> list[tuple[int, float]]:
 TINY_RUN = {
     "name": "bench-report", "seed": 3,
     "system": {"structures": [{"kind": "bulk", "element": "Cu", "a": 3.61, "supercell": [2, 2, 2]}], "n_initial": 4},
-    "train": {"ensemble_size": 2, "epochs": 8, "warm_epochs": 4, "batch_size": 2,
+    "train": {"ensemble_size": 2, "epochs": 8, "warm_epochs": 4, "min_steps": 1, "warm_min_steps": 1, "batch_size": 2,
               "model": {"rcut": 4.0, "embedding": [8, 16], "axis_neuron": 4, "fitting": [16, 16]}},
     "explore": {"stages": [{"temperatures": [300, 600, 900, 1200], "steps": 40, "record_every": 10}]},
     "select": {"trust_lo": 0.03, "trust_hi": 0.6, "max_candidates": 3},

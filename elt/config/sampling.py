@@ -126,3 +126,31 @@ class AdaptiveLo(Strict):
         if self.candidates is None and self.fraction is None:
             raise ValueError("adaptive_lo needs candidates (a number) or fraction (of the frames below trust_hi)")
         return self
+
+
+# ---------------------------------------------------------------- automatic trust levels
+class AutoLevels(Strict):
+    """How select.trust_lo / trust_hi: auto are derived each iteration (elt.sampling.levels.auto_levels):
+    target = lo_factor × max_over_rms × the members' mean validation force RMSE; trust_lo = target / c
+    with c the calibration (true max force error ≈ c × max force deviation, fitted on labeled frames
+    the ensemble was not trained on; c = 1 before any); trust_hi = hi_factor × trust_lo; each clipped
+    to its floor and ceiling."""
+
+    lo_factor: float = Field(1.5, gt=0, description="Accurate means an expected max force error up to this many times what training reached on its validation frames (> 1 leaves room for the spread of frame errors).")
+    max_over_rms: float = Field(3.5, gt=0, description="Ratio of a frame's max-over-atoms force error to its force-component RMSE (3.5 measured on 32-atom EMT Cu and Ni frames by bench/bench_indicator.py; it grows slowly with the number of atoms).")
+    hi_factor: float = Field(3.0, gt=1, description="trust_hi = hi_factor × trust_lo (before its floor and ceiling).")
+    lo_min: float = Field(0.03, gt=0, description="Floor of the automatic trust_lo (eV/Å).")
+    lo_max: float = Field(0.3, gt=0, description="Ceiling of the automatic trust_lo (eV/Å); also its value while nothing is known yet.")
+    hi_min: float = Field(0.15, gt=0, description="Floor of the automatic trust_hi (eV/Å).")
+    hi_max: float = Field(1.0, gt=0, description="Ceiling of the automatic trust_hi (eV/Å).")
+    min_frames: int = Field(5, ge=1, description="Fewest held-out labeled frames for a calibration; with fewer, c = 1 (or the last calibration).")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.lo_min >= self.lo_max:
+            raise ValueError(f"lo_min ({self.lo_min}) must be below lo_max ({self.lo_max})")
+        if self.hi_min >= self.hi_max:
+            raise ValueError(f"hi_min ({self.hi_min}) must be below hi_max ({self.hi_max})")
+        if self.lo_max >= self.hi_max:
+            raise ValueError(f"lo_max ({self.lo_max}) must be below hi_max ({self.hi_max})")
+        return self

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, PositiveFloat, ValidationError, field_validator, model_validator
 
 from elt.config.base import Strict, format_validation_error, plugin_section
 from elt.config.label import EMTLabel
-from elt.config.sampling import AdaptiveLo, AseExplorer, Bias, MetadConfig
+from elt.config.sampling import AdaptiveLo, AseExplorer, AutoLevels, Bias, MetadConfig
 from elt.config.train import TrainConfig
 from elt.errors import ConfigError
 
@@ -118,8 +118,9 @@ class ExploreConfig(Strict):
 
 # ---------------------------------------------------------------- select
 class SelectConfig(Strict):
-    trust_lo: float = Field(0.05, gt=0, description="Max force deviation (eV/Å) below which a frame is accurate.")
-    trust_hi: float = Field(0.25, gt=0, description="Max force deviation at or above which a frame is failed (not labeled).")
+    trust_lo: Union[PositiveFloat, Literal["auto"]] = Field(0.05, description="Max force deviation (eV/Å) below which a frame is accurate; auto: derived each iteration from the ensemble's validation error and the calibrated deviation (see select.auto).")
+    trust_hi: Union[PositiveFloat, Literal["auto"]] = Field(0.25, description="Max force deviation (eV/Å) at or above which a frame is failed (not labeled); auto: hi_factor × trust_lo within select.auto's floor and ceiling.")
+    auto: AutoLevels = Field(default_factory=AutoLevels, description="Floors, ceilings and factors of the automatic trust levels (used where trust_lo or trust_hi is auto).")
     energy_trust_lo: Optional[float] = Field(None, gt=0, description="Optional energy deviation per atom (eV) criterion, lower level.")
     energy_trust_hi: Optional[float] = Field(None, gt=0, description="Optional energy deviation per atom (eV) criterion, upper level.")
     max_candidates: int = Field(20, ge=0, description="Most frames labeled per iteration.")
@@ -128,10 +129,27 @@ class SelectConfig(Strict):
     stream: bool = Field(False, description="Label a walker's candidates as soon as that walker finishes (each walker gets an equal share of max_candidates), instead of waiting for every walker and choosing among all candidates: labels overlap with slow walkers. Not with adaptive_lo or strategy fps.")
     adaptive_lo: Optional[AdaptiveLo] = Field(None, description="Choose trust_lo per iteration so that a number or fraction of the frames below trust_hi become candidates (dpgen2's adaptive-lower); trust_lo is then unused (see lo_min).")
 
+    @field_validator("trust_lo", "trust_hi", mode="before")
+    @classmethod
+    def _level(cls, v):
+        if isinstance(v, str) and v.strip().lower() == "auto":
+            return "auto"
+        try:
+            x = float(v) if not isinstance(v, bool) else None
+        except (TypeError, ValueError):
+            x = None
+        if x is None or not x > 0 or x == float("inf"):
+            raise ValueError("expected a max force deviation in eV/Å (a number > 0, e.g. 0.15) or auto")
+        return x
+
     @model_validator(mode="after")
     def _check(self):
-        if self.trust_lo >= self.trust_hi:
+        numbers = not isinstance(self.trust_lo, str) and not isinstance(self.trust_hi, str)
+        if numbers and self.trust_lo >= self.trust_hi:
             raise ValueError(f"trust_lo ({self.trust_lo}) must be below trust_hi ({self.trust_hi})")
+        if isinstance(self.trust_hi, str) and not isinstance(self.trust_lo, str) and self.trust_lo >= self.auto.hi_max:
+            raise ValueError(f"trust_lo ({self.trust_lo}) must be below select.auto.hi_max ({self.auto.hi_max}), "
+                             "the ceiling of trust_hi: auto")
         if (self.energy_trust_lo is None) != (self.energy_trust_hi is None):
             raise ValueError("give both energy_trust_lo and energy_trust_hi, or neither")
         if self.energy_trust_lo is not None and self.energy_trust_lo >= self.energy_trust_hi:
@@ -139,7 +157,11 @@ class SelectConfig(Strict):
         if self.stream and (self.adaptive_lo is not None or self.strategy == "fps"):
             raise ValueError("stream: true chooses each walker's labels alone; it does not combine with adaptive_lo "
                              "or strategy fps, which compare all walkers' frames (set stream: false)")
-        if self.adaptive_lo is not None and self.adaptive_lo.lo_min is not None and self.adaptive_lo.lo_min >= self.trust_hi:
+        if self.adaptive_lo is not None and self.trust_lo == "auto":
+            raise ValueError("trust_lo: auto and adaptive_lo both choose trust_lo; keep one (adaptive_lo.lo_min "
+                             "sets a floor for adaptive_lo, trust_hi may stay auto)")
+        if (self.adaptive_lo is not None and self.adaptive_lo.lo_min is not None and not isinstance(self.trust_hi, str)
+                and self.adaptive_lo.lo_min >= self.trust_hi):
             raise ValueError(f"adaptive_lo.lo_min ({self.adaptive_lo.lo_min}) must be below trust_hi ({self.trust_hi})")
         return self
 

@@ -9,7 +9,9 @@ is a module-level object with two plain, picklable functions:
     write its checkpoint to ``out_path`` (atomically). ``init_path`` is a previous checkpoint to
     warm-start from. Returns JSON-able metrics: ``rmse_e`` (eV/atom) and ``rmse_f`` (eV/Å) on the
     training and validation frames (keys ``train`` and ``valid``; ``valid`` is None when no frame
-    was held out), ``epochs``, ``steps``, ``seconds``, ``cpu_seconds``, ``n_frames``.
+    was held out), ``epochs``, ``steps``, ``step_cap``, ``best_step``, ``stop_reason`` (plateau | cap |
+    time), ``fit_ok`` and ``warnings`` (plain text: energies not fitted, still improving at the cap),
+    ``seconds``, ``cpu_seconds``, ``n_frames``.
 
 ``load_ensemble(member_paths, precision=None) -> EnsemblePotential``
     Build the ensemble from member checkpoints, without needing the training code path.
@@ -34,12 +36,18 @@ from ase.calculators.calculator import Calculator, all_changes
 from elt.potentials.deviation import frame_deviation
 
 
+def fully_periodic(atoms: Atoms) -> bool:
+    """Periodic in all three directions with a full-rank cell: the only frames with a stress."""
+    return bool(np.asarray(atoms.pbc).all()) and atoms.cell.rank == 3
+
+
 @dataclass
 class EnsemblePrediction:
     """Per-member predictions for one frame.
 
     energies: (k,) eV; forces: (k, N, 3) eV/Å; stress: (k, 3, 3) eV/Å³ (ASE sign convention:
-    stress = -virial / volume) or None when the frame is not periodic or stress was not asked for.
+    stress = -virial / volume) or None when the frame is not periodic in all three directions or
+    stress was not asked for.
     """
 
     energies: np.ndarray
@@ -57,6 +65,9 @@ class EnsemblePotential(ABC):
     elements: tuple[str, ...]
     size: int
     rcut: float
+    # False when the members were not fitted to virials: their stress would be an untrained number,
+    # so the calculator gives none (ASE raises PropertyNotImplementedError on get_stress)
+    stress_trained: bool = True
 
     @abstractmethod
     def predict(self, atoms: Atoms, *, stress: bool = False) -> EnsemblePrediction:
@@ -74,7 +85,11 @@ class EnsembleCalculator(Calculator):
 
     Extra results: ``energies_members`` (k,), ``forces_members`` (k, N, 3), ``max_devi_f``,
     ``min_devi_f``, ``avg_devi_f`` (eV/Å), ``devi_e`` (eV/atom), ``max_devi_v``/``min_devi_v``/
-    ``avg_devi_v`` (eV/atom, periodic only). A single member gives no deviation keys.
+    ``avg_devi_v`` (eV/atom, with stress only). A single member gives no deviation keys.
+
+    Stress only for frames periodic in all three directions (a vacuum direction would dilute it)
+    and members trained on virials (``potential.stress_trained``); otherwise ``stress`` is absent
+    from the results and ``get_stress`` raises ASE's PropertyNotImplementedError.
     """
 
     implemented_properties = ["energy", "free_energy", "forces", "stress"]
@@ -82,11 +97,12 @@ class EnsembleCalculator(Calculator):
     def __init__(self, potential: EnsemblePotential, **kwargs):
         super().__init__(**kwargs)
         self.potential = potential
+        if not getattr(potential, "stress_trained", True):
+            self.implemented_properties = ["energy", "free_energy", "forces"]
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
-        periodic = bool(self.atoms.pbc.any()) and self.atoms.cell.rank == 3
-        want_stress = periodic
+        want_stress = fully_periodic(self.atoms) and "stress" in self.implemented_properties
         pred = self.potential.predict(self.atoms, stress=want_stress)
         virials = None
         if pred.stress is not None:

@@ -38,3 +38,19 @@ def force_errors(pred: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
     """(max over atoms of |F_pred - F_ref|, RMS over components) in eV/Å."""
     d = np.asarray(pred, dtype=np.float64) - np.asarray(ref, dtype=np.float64)
     return float(np.linalg.norm(d, axis=1).max()), float(np.sqrt(np.mean(d ** 2)))
+
+
+def top_fraction_recall(devi, err, fraction: float = 0.1) -> Optional[float]:
+    """Share of the ``fraction`` of frames with the largest true error that are also among the
+    ``fraction`` with the largest deviation (top-decile recall for 0.1); None when the sample is
+    too small to hold one such frame (fewer than 1/fraction finite pairs)."""
+    d = np.asarray(devi, dtype=np.float64)
+    e = np.asarray(err, dtype=np.float64)
+    ok = np.isfinite(d) & np.isfinite(e)
+    d, e = d[ok], e[ok]
+    m = int(np.floor(fraction * len(d)))
+    if m < 1:
+        return None
+    worst = set(np.argsort(-e, kind="stable")[:m].tolist())
+    flagged = set(np.argsort(-d, kind="stable")[:m].tolist())
+    return len(worst & flagged) / m

@@ -11,7 +11,7 @@ import yaml
 # sizes only: the science of the template (Cu, EMT, trust levels' role, stages) stays as written
 SMALL = {
     "system": {"n_initial": 4},
-    "train": {"ensemble_size": 2, "epochs": 12, "warm_epochs": 4, "batch_size": 2,
+    "train": {"ensemble_size": 2, "epochs": 12, "warm_epochs": 4, "min_steps": 1, "warm_min_steps": 1, "batch_size": 2,
               "model": {"rcut": 4.0, "embedding": [8, 16], "axis_neuron": 4, "fitting": [16, 16]}},
     "explore": {"stages": [{"name": "warm", "temperatures": [300, 700], "steps": 40, "record_every": 10,
                             "max_iterations": 2}]},

@@ -16,7 +16,7 @@ from elt.engine.state import open_readonly
 
 pytest.importorskip("pyscf")
 
-TINY_TRAIN = {"ensemble_size": 2, "epochs": 12, "warm_epochs": 4, "batch_size": 2,
+TINY_TRAIN = {"ensemble_size": 2, "epochs": 12, "warm_epochs": 4, "min_steps": 1, "warm_min_steps": 1, "batch_size": 2,
               "model": {"rcut": 3.0, "embedding": [8, 16], "axis_neuron": 4, "fitting": [16, 16]}}
 
 

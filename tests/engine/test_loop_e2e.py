@@ -24,7 +24,7 @@ TINY = {
     "seed": 11,
     "system": {"structures": [{"kind": "bulk", "element": "Cu", "a": 3.61, "supercell": [2, 2, 2]}],
                "n_initial": 4},
-    "train": {"ensemble_size": 2, "epochs": 12, "warm_epochs": 4, "batch_size": 2,
+    "train": {"ensemble_size": 2, "epochs": 12, "warm_epochs": 4, "min_steps": 1, "warm_min_steps": 1, "batch_size": 2,
               "model": {"rcut": 4.0, "embedding": [8, 16], "axis_neuron": 4, "fitting": [16, 16]}},
     "explore": {"stages": [{"temperatures": [300, 700], "steps": 40, "record_every": 10, "max_iterations": 2}]},
     "select": {"trust_lo": 0.03, "trust_hi": 0.6, "max_candidates": 3},

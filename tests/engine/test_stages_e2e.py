@@ -13,7 +13,7 @@ from elt.cli.main import main
 from elt.data.frames import FRAME_ID, attach_labels, read_frames, write_frames
 from elt.engine.state import open_readonly
 
-TRAIN = {"ensemble_size": 2, "epochs": 12, "warm_epochs": 4, "batch_size": 2,
+TRAIN = {"ensemble_size": 2, "epochs": 12, "warm_epochs": 4, "min_steps": 1, "warm_min_steps": 1, "batch_size": 2,
          "model": {"rcut": 4.0, "embedding": [8, 16], "axis_neuron": 4, "fitting": [16, 16]}}
 
 

@@ -32,7 +32,7 @@ SMALL_MODEL = DeepPotModel(rcut=4.0, rcut_smth=2.0, embedding=[8, 16], axis_neur
 
 
 def small_config(**kw) -> TrainConfig:
-    base = dict(model=SMALL_MODEL, epochs=3, warm_epochs=2, batch_size=2, threads=1)
+    base = dict(model=SMALL_MODEL, epochs=3, warm_epochs=2, min_steps=1, warm_min_steps=1, batch_size=2, threads=1)
     base.update(kw)
     return TrainConfig(**base)
 

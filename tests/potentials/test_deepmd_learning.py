@@ -33,7 +33,7 @@ def _max_devi(ens, frames):
 
 def test_learns_rattled_copper_and_flags_unfamiliar_frames(tmp_path):
     """Quick version: 240 steps on rattled frames (the rattle amplitude stands in for temperature)."""
-    cfg = TrainConfig(epochs=60, batch_size=4, threads=1, validation_fraction=0.0)
+    cfg = TrainConfig(epochs=60, min_steps=1, batch_size=4, threads=1, validation_fraction=0.0)
     ens = _train(rattled_cu(16, amplitude=0.06, seed=1), cfg, tmp_path, 2)
     rmse, spread = _force_rmse(ens, rattled_cu(8, amplitude=0.08, seed=2))
     assert rmse < 0.4 * spread, (rmse, spread)

@@ -40,7 +40,7 @@ def cu_ensemble(tmp_path_factory):
     d = tmp_path_factory.mktemp("cu_ensemble")
     frames = cu_frames(8)
     cfg = TrainConfig(model=DeepPotModel(rcut=4.0, rcut_smth=2.0, embedding=[8, 16], axis_neuron=4, fitting=[16, 16]),
-                      epochs=30, batch_size=2, threads=1, validation_fraction=0.0)
+                      epochs=30, min_steps=1, batch_size=2, threads=1, validation_fraction=0.0)
     paths = []
     for m in range(3):
         p = d / f"member_{m}.pt"

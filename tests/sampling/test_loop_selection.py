@@ -16,7 +16,7 @@ WF = {
     "seed": 3,
     "system": {"structures": [{"kind": "bulk", "element": "Cu", "a": 3.61, "supercell": [2, 2, 2]}],
                "n_initial": 4},
-    "train": {"ensemble_size": 2, "epochs": 6, "warm_epochs": 2, "batch_size": 2,
+    "train": {"ensemble_size": 2, "epochs": 6, "warm_epochs": 2, "min_steps": 1, "warm_min_steps": 1, "batch_size": 2,
               "model": {"rcut": 4.0, "embedding": [8, 16], "axis_neuron": 4, "fitting": [16, 16]}},
     "explore": {"stages": [{"temperatures": [300, 600], "steps": 30, "record_every": 5, "stop_at_failed": False,
                             "bias": {"kind": "udd", "strength": 1.0, "width": 0.05}}]},

@@ -10,7 +10,7 @@ import torch
 from ase import Atoms
 
 from elt.errors import ConfigError, SetupError
-from elt.potentials.base import EnsemblePotential, EnsemblePrediction
+from elt.potentials.base import EnsemblePotential, EnsemblePrediction, fully_periodic
 from elt.potentials.deepmd.checkpoint import check_compatible, read_member
 from elt.potentials.deepmd.graph import Graph, TypeMap, build_graph
 from elt.potentials.deepmd.model import DeepPot, build, stack_states
@@ -18,12 +18,12 @@ from elt.potentials.deepmd.model import DeepPot, build, stack_states
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
-def _is_periodic(atoms: Atoms) -> bool:
-    return bool(np.asarray(atoms.pbc).any()) and atoms.cell.rank == 3
-
-
 class DeepPotEnsemble(EnsemblePotential):
-    """k Deep Potential members evaluated in one graph. Units: eV, Å, eV/Å, eV/Å³."""
+    """k Deep Potential members evaluated in one graph. Units: eV, Å, eV/Å, eV/Å³.
+
+    ``predict(..., stress=True)`` gives the virial-derived stress of frames periodic in all three
+    directions; ``stress_trained`` says whether every member was fitted to virials (checkpoint
+    metadata ``virial_trained``), which the ASE calculator requires before it offers stress."""
 
     def __init__(self, model: DeepPot, elements: Sequence[str], metadata: Sequence[dict],
                  max_atoms_per_batch: int = 4096):
@@ -34,6 +34,7 @@ class DeepPotEnsemble(EnsemblePotential):
         self.size = model.k
         self.rcut = model.rcut
         self.metadata = list(metadata)
+        self.stress_trained = bool(self.metadata) and all(m.get("virial_trained", False) for m in self.metadata)
         self.typemap = TypeMap(self.elements)
         self.dtype = next(model.parameters()).dtype
         self.max_atoms_per_batch = max_atoms_per_batch
@@ -64,13 +65,13 @@ class DeepPotEnsemble(EnsemblePotential):
                 n += len(frames[stop])
                 stop += 1
             chunk = frames[start:stop]
-            want_virial = stress and any(_is_periodic(a) for a in chunk)
+            want_virial = stress and any(fully_periodic(a) for a in chunk)
             g = build_graph(chunk, self.typemap, self.rcut)
             out = self._run(g, want_virial)
             for f, atoms in enumerate(chunk):
                 sel = g.atom_frame == f
                 s = None
-                if want_virial and _is_periodic(atoms):
+                if want_virial and fully_periodic(atoms):
                     s = -out["virial"][:, f] / atoms.get_volume()
                 preds.append(EnsemblePrediction(out["energy"][:, f], out["forces"][:, sel], s))
             start = stop

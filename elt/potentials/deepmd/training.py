@@ -1,8 +1,9 @@
 """Training one ensemble member: a plain, picklable function (a Dask task in the engine).
 
 Loss per batch (DeePMD's): p_e * mean((dE/N)^2) + p_f * mean(dF^2) + p_v * mean((dW/N)^2), with
-Adam, exponential learning-rate decay from ``learning_rate`` to ``learning_rate_end`` over all steps
-and prefactors p(t) = p_end + (p_start - p_end) * lr(t) / lr(0).
+Adam, exponential learning-rate decay from ``learning_rate`` to ``learning_rate_end`` over the step
+cap (faster after validation plateaus; training ends at a plateau at the final rate, see
+:mod:`elt.potentials.deepmd.schedule`) and prefactors p(t) = p_end + (p_start - p_end) * lr(t) / lr(0).
 """
 
 from __future__ import annotations
@@ -22,12 +23,15 @@ from ase import Atoms
 from elt.config.train import TrainConfig
 from elt.data.frames import frame_hash, has_labels, labels_of
 from elt.errors import SetupError
+from elt.potentials.base import fully_periodic
 from elt.potentials.deepmd.checkpoint import ARCH_KEYS, read_member, save_member
 from elt.potentials.deepmd.graph import TypeMap, build_graph, frame_pairs
 from elt.potentials.deepmd.model import DeepPot, build
+from elt.potentials.deepmd.schedule import CAP, PLATEAU, TIME, Plateau, fit_warnings, score, step_cap
 
 log = logging.getLogger(__name__)
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
+MIN_VALID = 4  # fewest validation frames that judge plateaus alone
 
 
 class _Data:
@@ -45,7 +49,7 @@ class _Data:
             self.energy[f] = e
             self.forces.append(np.asarray(forces, dtype=np.float64).reshape(len(atoms), 3))
             vir = None
-            if stress is not None and bool(np.any(atoms.pbc)) and atoms.cell.rank == 3:
+            if stress is not None and fully_periodic(atoms):
                 s = np.asarray(stress, dtype=np.float64)
                 if s.shape == (6,):
                     s = np.array([[s[0], s[5], s[4]], [s[5], s[1], s[3]], [s[4], s[3], s[2]]])
@@ -73,10 +77,7 @@ def dataset_hash(frames: Sequence[Atoms]) -> str:
 
 def _fit_statistics(model: DeepPot, data: _Data, elements: Sequence[str]) -> None:
     """Per-element energy shift (least squares) and environment normalisation from the data."""
-    counts = np.zeros((len(data.frames), len(elements)))
-    for f, a in enumerate(data.frames):
-        counts[f] = np.bincount(data.typemap(a), minlength=len(elements))
-    shift = np.linalg.lstsq(counts, data.energy, rcond=None)[0]
+    shift = np.linalg.lstsq(_counts(data, range(len(data.frames))), data.energy, rcond=None)[0]
     r = np.concatenate([np.linalg.norm(p[3], axis=1) for p in data.pairs]) if data.pairs else np.zeros(0)
     n_pairs = sum(len(p[0]) for p in data.pairs)
     with torch.no_grad():
@@ -149,6 +150,8 @@ def _split(n: int, config: TrainConfig, rng: np.random.Generator) -> tuple[np.nd
     n_valid = int(math.floor(config.validation_fraction * n))
     n_valid = min(n_valid, n - 1)
     valid, train = perm[:n_valid], perm[n_valid:]
+    if config.subsample is not None and len(train) > 1:
+        train = rng.choice(train, size=max(1, int(round(config.subsample * len(train)))), replace=False)
     if config.bootstrap:
         train = rng.choice(train, size=len(train), replace=True)
     return np.sort(train), np.sort(valid)
@@ -189,45 +192,86 @@ def _init_model(config: TrainConfig, elements: Sequence[str], data: _Data, seed:
     return model, {}
 
 
-def _fit(model: DeepPot, data: _Data, train_idx, valid_idx, config: TrainConfig, warm: bool,
-         rng: np.random.Generator, dtype: torch.dtype, member: int) -> tuple[int, int]:
-    """Adam with the decaying learning rate and prefactors; keeps the best weights when early
-    stopping is on. Returns (epochs run, steps run)."""
-    bs = min(config.batch_size, len(train_idx))
-    steps_per_epoch = math.ceil(len(train_idx) / bs)
-    max_steps = config.warm_max_steps if warm else config.max_steps
-    epochs = min(config.warm_epochs if warm else config.epochs, max(1, max_steps // steps_per_epoch))
-    total = epochs * steps_per_epoch
-    opt = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-    decay = (config.learning_rate_end / config.learning_rate) ** (1.0 / max(total - 1, 1))
+def _prefactors(config: TrainConfig, ratio: float) -> tuple[float, float, float]:
+    """Loss prefactors at learning-rate ratio lr / learning_rate (DeePMD's schedule)."""
     (e0, e1), (f0, f1), (v0, v1) = config.energy_weight, config.force_weight, config.stress_weight
-    best, best_loss, since_best, step, epoch = None, math.inf, 0, 0, 0
-    for epoch in range(1, epochs + 1):
-        order = rng.permutation(train_idx)
-        for b in range(steps_per_epoch):
-            lr = config.learning_rate * decay ** step
-            ratio = lr / config.learning_rate
-            pref = (e1 + (e0 - e1) * ratio, f1 + (f0 - f1) * ratio, v1 + (v0 - v1) * ratio)
-            for group in opt.param_groups:
-                group["lr"] = lr
-            loss, _, _ = _loss(model, data.batch(order[b * bs:(b + 1) * bs], dtype), pref)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-        if config.patience is not None and len(valid_idx):
-            v = evaluate(model, data, valid_idx, dtype)
-            vloss = e1 * v["rmse_e"] ** 2 + f1 * v["rmse_f"] ** 2  # final prefactors: comparable over epochs
-            if vloss < best_loss:
-                best_loss, best, since_best = vloss, copy.deepcopy(model.state_dict()), 0
-            else:
-                since_best += 1
-                if since_best >= config.patience:
-                    log.info("member %d: early stop at epoch %d", member, epoch)
-                    break
-    if best is not None:
+    return e1 + (e0 - e1) * ratio, f1 + (f0 - f1) * ratio, v1 + (v0 - v1) * ratio
+
+
+def _counts(data: _Data, idx) -> np.ndarray:
+    n_types = len(data.typemap.elements)
+    return np.stack([np.bincount(data.typemap(data.frames[i]), minlength=n_types) for i in idx]).astype(np.float64)
+
+
+def realign_energy(model: DeepPot, data: _Data, idx, dtype: torch.dtype, chunk: int = 32) -> None:
+    """Refit the per-element energy shift to the training frames ``idx`` (least squares on the
+    residual energies). Forces do not depend on it, so while the force term dominates the loss the
+    absolute energies drift freely; this takes the drift out without touching the networks."""
+    idx = np.unique(idx)[:256]
+    resid = np.empty(len(idx))
+    with torch.no_grad():
+        for start in range(0, len(idx), chunk):
+            part = list(idx[start:start + chunk])
+            g, vec = data.batch(part, dtype)[:2]
+            resid[start:start + len(part)] = data.energy[part] - model(g, vec, forces=False)["energy"][0].double().numpy()
+        delta = np.linalg.lstsq(_counts(data, idx), resid, rcond=None)[0]
+        model.shift += torch.as_tensor(delta, dtype=model.shift.dtype).unsqueeze(0)
+
+
+def _check_score(model: DeepPot, data: _Data, train_idx, check_idx, dtype) -> float:
+    realign_energy(model, data, train_idx, dtype)
+    v = evaluate(model, data, check_idx, dtype)
+    return score(v["rmse_e"], v["rmse_f"])
+
+
+def _fit(model: DeepPot, data: _Data, train_idx, valid_idx, config: TrainConfig, warm: bool,
+         rng: np.random.Generator, dtype: torch.dtype) -> dict:
+    """Adam under the decaying learning rate, with plateau checks every ``valid_every`` steps (see
+    :mod:`elt.potentials.deepmd.schedule`); the best-scoring weights are loaded at the end.
+    Returns steps, epochs, stop_reason, the cap and the relative fall of the score at the end."""
+    t0 = time.perf_counter()
+    bs = min(config.batch_size, len(train_idx))
+    per_epoch = math.ceil(len(train_idx) / bs)
+    cap = (step_cap(len(train_idx), bs, config.warm_epochs, config.warm_min_steps, config.warm_max_steps) if warm
+           else step_cap(len(train_idx), bs, config.epochs, config.min_steps, config.max_steps))
+    # checked on the validation frames; with fewer than MIN_VALID of them (too noisy to judge a
+    # plateau or pick weights by) on them and up to 32 training frames
+    check_idx = valid_idx if len(valid_idx) >= MIN_VALID else np.concatenate([valid_idx, np.unique(train_idx)[:32]])
+    opt = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    decay = (config.learning_rate_end / config.learning_rate) ** (1.0 / max(cap - 1, 1))
+    tracker = Plateau(config.patience, config.min_improvement)
+    drop, best, step, reason, order = 1.0, None, 0, CAP, np.zeros(0, dtype=np.int64)
+    while step < cap:
+        if step % per_epoch == 0:
+            order = rng.permutation(train_idx)
+        lr = max(config.learning_rate * decay ** step * drop, config.learning_rate_end)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        b = step % per_epoch
+        loss, _, _ = _loss(model, data.batch(order[b * bs:(b + 1) * bs], dtype),
+                           _prefactors(config, lr / config.learning_rate))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        if step % config.valid_every and step < cap:
+            continue
+        new_best, plateau = tracker.update(step, _check_score(model, data, train_idx, check_idx, dtype))
+        if new_best:
+            best = copy.deepcopy(model.state_dict())
+        if plateau:
+            if lr <= config.learning_rate_end * (1 + 1e-9):
+                reason = PLATEAU
+                break
+            drop *= config.plateau_factor
+        if config.max_seconds is not None and time.perf_counter() - t0 > config.max_seconds and step < cap:
+            reason = TIME
+            break
+    if best is not None and config.patience is not None:  # without plateau checks: the last weights
         model.load_state_dict(best)
-    return epoch, step
+    log.debug("score history %s", tracker.history)
+    return {"steps": step, "epochs": math.ceil(step / per_epoch), "stop_reason": reason, "step_cap": cap,
+            "best_step": tracker.best_step, "falling": tracker.falling_at_end()}
 
 
 def train_member(frames: Sequence[Atoms], config: TrainConfig, elements: Sequence[str], member: int,
@@ -246,12 +290,20 @@ def train_member(frames: Sequence[Atoms], config: TrainConfig, elements: Sequenc
     model, _ = _init_model(config, elements, data, seed, init_path)
     train_idx, valid_idx = _split(len(frames), config, rng)
 
-    epochs, steps = _fit(model, data, train_idx, valid_idx, config, init_path is not None, rng, dtype, member)
+    fit = _fit(model, data, train_idx, valid_idx, config, init_path is not None, rng, dtype)
+    train = evaluate(model, data, np.unique(train_idx), dtype)
+    warnings = fit_warnings(train, fit["stop_reason"], fit.pop("falling"), config.patience is not None)
+    for w in warnings:
+        log.warning("member %d: %s", member, w)
     metrics = {
-        "train": evaluate(model, data, np.unique(train_idx), dtype),
+        "train": train,
         "valid": evaluate(model, data, valid_idx, dtype),
-        "epochs": epochs,
-        "steps": steps,
+        **fit,
+        "fit_ok": not warnings,
+        # the virial term was live: some training frame carried stress and its prefactor was not zero
+        "virial_trained": bool(max(config.stress_weight) > 0
+                               and any(data.virial[i] is not None for i in np.unique(train_idx))),
+        "warnings": warnings,
         "seconds": round(time.perf_counter() - t0, 3),
         "cpu_seconds": round(time.process_time() - c0, 3),
         "n_frames": len(frames),
@@ -261,6 +313,7 @@ def train_member(frames: Sequence[Atoms], config: TrainConfig, elements: Sequenc
         "kind": "deepmd", "elements": elements, "model": config.model.model_dump(mode="json"),
         "member": int(member), "seed": int(seed), "dataset_hash": dataset_hash(frames),
         "init_path": str(init_path) if init_path is not None else None,
+        "virial_trained": metrics["virial_trained"],
         "train": config.model_dump(mode="json", exclude={"model"}), "metrics": metrics,
     }
     save_member(Path(out_path), model.state_dict(), meta)
