@@ -163,6 +163,12 @@ def summary_lines(summary) -> list[str]:
     if "rmse_f" in t:
         out.append(f"final ensemble on {t['frames']} fresh MD frames at {t['temperature']:g} K (not in the data set): "
                    f"force RMSE {t['rmse_f']:.4f} eV/Å, energy RMSE {1000 * t['rmse_e']:.2f} meV/atom")
+        if t.get("max_force_error_p90") is not None:
+            promise = t.get("promised_max_force_error")
+            out.append(f"  largest atomic force error per frame: median {t['max_force_error_median']:.3f}, "
+                       f"90% below {t['max_force_error_p90']:.3f} eV/Å"
+                       + (f" (the last trust level called frames accurate up to an expected {promise:.3f} eV/Å)"
+                          if promise is not None else ""))
     elif t.get("error"):
         out.append(f"final test: {t['error']}")
     out.append(f"final ensemble: {Path(run) / 'model'}  (load with elt.load_potential(PATH))")

@@ -118,6 +118,8 @@ class ExploreConfig(Strict):
 
 # ---------------------------------------------------------------- select
 class SelectConfig(Strict):
+    ADDED = frozenset({"auto"})
+
     trust_lo: Union[PositiveFloat, Literal["auto"]] = Field(0.05, description="Max force deviation (eV/Å) below which a frame is accurate; auto: derived each iteration from the ensemble's validation error and the calibrated deviation (see select.auto).")
     trust_hi: Union[PositiveFloat, Literal["auto"]] = Field(0.25, description="Max force deviation (eV/Å) at or above which a frame is failed (not labeled); auto: hi_factor × trust_lo within select.auto's floor and ceiling.")
     auto: AutoLevels = Field(default_factory=AutoLevels, description="Floors, ceilings and factors of the automatic trust levels (used where trust_lo or trust_hi is auto).")

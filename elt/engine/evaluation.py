@@ -22,12 +22,16 @@ def fresh_test_frames(frames: Sequence, known: set, n: int) -> list:
 def ensemble_errors(pot, labeled: Sequence) -> dict:
     """RMSE of the ensemble's mean prediction against the labels: forces (eV/Å, over components)
     and energy per atom (eV/atom)."""
-    ferr, eerr = [], []
+    ferr, eerr, fmax = [], [], []
     for a in labeled:
         e_ref, f_ref, _ = labels_of(a)
         p = pot.predict(a)
-        ferr.append((p.forces.mean(axis=0) - f_ref).ravel())
+        d = p.forces.mean(axis=0) - f_ref
+        ferr.append(d.ravel())
+        fmax.append(float(np.linalg.norm(d, axis=1).max()))
         eerr.append((p.energies.mean() - e_ref) / len(a))
     ferr = np.concatenate(ferr)
     return {"frames": len(labeled), "rmse_f": float(np.sqrt(np.mean(ferr**2))),
-            "rmse_e": float(np.sqrt(np.mean(np.square(eerr))))}
+            "rmse_e": float(np.sqrt(np.mean(np.square(eerr)))),
+            # per frame, the largest atomic force error (what trust levels speak of), eV/Å
+            "max_force_error_median": float(np.median(fmax)), "max_force_error_p90": float(np.quantile(fmax, 0.9))}

@@ -34,6 +34,7 @@ from elt.engine.runner import Outcome, Reporter, TaskRunner, TaskSpec
 from elt.engine.state import RunLock, RunState
 from elt.errors import CalculationError, CampaignError, ConfigError, SetupError, StateError
 from elt.records import ExploreResult, SelectionLevels, TrainResult, WalkerSpec
+from elt.sampling.levels import auto_levels, calibrate, held_out_pairs
 from elt.sampling.select import adaptive_lo, cap_per_group, choose
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,8 @@ def check_compatible(state: RunState, wf, n_done: int, records: list[dict]) -> N
         raise StateError(
             f"the workflow changed in a way that invalidates finished work in {state.run_dir}: "
             f"{', '.join(changed)} differ from the run's ({n_done} finished iterations)",
-            hint="undo the change to continue this run; or start a fresh run with another --workdir; "
+            hint="undo the change to continue this run (a default that changed in a newer elt counts as a change: "
+                 "write the old value into the workflow); or start a fresh run with another --workdir; "
                  "or branch: `elt run WORKFLOW --workdir NEW --from-run OLD --from-iteration N` "
                  "reuses the labeled data of OLD's first N iterations. Allowed changes: "
                  "converge.*, appended stages, the cluster profile, evaluate.*")
@@ -201,6 +203,12 @@ class Campaign:
                               hint="set system.n_initial (e.g. 8) or give initial_data")
         return files
 
+    def _hold_out(self, labeled: list) -> None:
+        """Add the (max force deviation, true max force error) pairs of newly labeled candidates:
+        the ensemble that explored them was not trained on them (the calibration of auto levels)."""
+        d, e = held_out_pairs(labeled)
+        self.held_out = (np.concatenate([self.held_out[0], d]), np.concatenate([self.held_out[1], e]))
+
     def _restore_data_file(self, r: dict) -> None:
         """Rebuild a damaged or deleted ``data/iter_NNN.extxyz`` from its per-label results (the
         same bytes: the same frames written the same way); refuse when they are not all there."""
@@ -260,10 +268,10 @@ class Campaign:
                         out.append((wid, a, T, P, derive_seed(wf.seed, "walker", it, wid)))
         return out
 
-    def _explore(self, runner: TaskRunner, it: int, stage_index: int, members: list[str], follow=None) -> list[Outcome]:
+    def _explore(self, runner: TaskRunner, it: int, stage_index: int, members: list[str], sel: SelectionLevels,
+                 follow=None) -> list[Outcome]:
         wf = self.wf
         st = wf.explore.stages[stage_index]
-        sel = self._select_levels(stage_index)
         specs = []
         for wid, a, T, P, seed in self._walkers(it, stage_index):
             walker = WalkerSpec(id=wid, temperature=T, pressure=P, seed=seed, iteration=it)
@@ -273,17 +281,26 @@ class Campaign:
         phase = f"iteration {it}: explore (stage {stage_index})" + (" + label" if follow else "")
         return runner.run(specs, phase, follow)
 
-    def _select_levels(self, stage_index: int) -> SelectionLevels:
+    def _select_levels(self, stage_index: int, metrics: Optional[dict] = None) -> tuple[SelectionLevels, Optional[dict]]:
+        """The levels of an iteration in stage ``stage_index`` whose training gave ``metrics``, and,
+        where a level is auto, how it was derived (:mod:`elt.sampling.levels`; None when fixed)."""
         wf = self.wf
         st = wf.explore.stages[stage_index]
-        lv = SelectionLevels(lo=st.trust_lo or wf.select.trust_lo, hi=st.trust_hi or wf.select.trust_hi,
-                             elo=wf.select.energy_trust_lo, ehi=wf.select.energy_trust_hi,
+        lo, hi = st.trust_lo or wf.select.trust_lo, st.trust_hi or wf.select.trust_hi
+        derived = None
+        if "auto" in (lo, hi):
+            valid = ((metrics or {}).get("valid") or (metrics or {}).get("train") or {}).get("rmse_f")
+            devi, err = self.held_out
+            scale = calibrate(devi, err, wf.select.auto.min_frames)
+            auto = auto_levels(valid, scale, wf.select.auto, None if lo == "auto" else lo, None if hi == "auto" else hi)
+            lo, hi, derived = auto.lo, auto.hi, {**auto.as_dict(), "calibration_frames": int(len(devi))}
+        lv = SelectionLevels(lo=lo, hi=hi, elo=wf.select.energy_trust_lo, ehi=wf.select.energy_trust_hi,
                              max_per_walker=wf.select.max_per_walker, strategy=wf.select.strategy)
         if wf.select.adaptive_lo is not None:
             # walkers keep every frame below hi as a potential candidate; the driver sets lo
             lv = lv.model_copy(update={"lo": 0.0, "elo": 0.0 if lv.ehi is not None else None,
                                        "max_per_walker": None})
-        return lv
+        return lv, derived
 
     def _pool_features(self, walks: list[Outcome], pool: list) -> np.ndarray:
         """Descriptor vectors of the pooled candidates (stored by the walkers next to their frames)."""
@@ -387,10 +404,12 @@ class Campaign:
             files.append(str(self.layout.data_file(r["data_file"])))
         self.known: set = set()  # frame ids in the data set: never added (or labeled) twice
         self.n_data = 0
+        self.held_out = (np.zeros(0), np.zeros(0))  # (deviation, true error) of labeled candidates
         for f in files:
-            for a in read_frames(Path(f)):
-                self.known.add(a.info.get(FRAME_ID))
-                self.n_data += 1
+            frames = read_frames(Path(f))
+            self.known.update(a.info.get(FRAME_ID) for a in frames)
+            self.n_data += len(frames)
+            self._hold_out(frames)
         pos = replay(wf, records)
         members = records[-1]["members"] if records else None
         done = state.count_tasks("done")
@@ -491,19 +510,20 @@ class Campaign:
         st = wf.explore.stages[si]
         t0 = time.perf_counter()
         members, metrics = self._train(runner, it, files, members_prev, f"iteration {it}: train")
+        levels, derived = self._select_levels(si, metrics)
         t1 = time.perf_counter()
         streamed = None
         if wf.select.stream:
-            outs = self._explore(runner, it, si, members, self._stream_labels(it, len(self._walkers(it, si))))
+            outs = self._explore(runner, it, si, members, levels, self._stream_labels(it, len(self._walkers(it, si))))
             walks = [o for o in outs if o.spec.kind == "explore"]
             rank = {o.spec.name: i for i, o in enumerate(walks)}  # walker order, not completion order
             streamed = sorted((o for o in outs if o.spec.kind == "label"),
                               key=lambda o: (rank[o.spec.args[0].info[SOURCE]], o.spec.args[0].info[STEP]))
         else:
-            walks = self._explore(runner, it, si, members)
+            walks = self._explore(runner, it, si, members, levels)
         t2 = time.perf_counter()
         counts, stop_reasons, pool, walker_failures = self._gather(walks, it)
-        lv = self._select_levels(si)
+        lv = levels
         frames = []
         if streamed is None:
             frames, pool, lv = self._select(walks, pool, counts, lv, it)
@@ -519,6 +539,7 @@ class Campaign:
         label_tasks = [a.info.pop(LABEL_TASK) for a in labeled]
         write_frames(data_file, labeled)
         self.known.update(a.info.get(FRAME_ID) for a in labeled)
+        self._hold_out(labeled)
         self.n_data += len(labeled)
         dataset_size = self.n_data
         total = sum(counts.values())
@@ -528,6 +549,7 @@ class Campaign:
             "iteration": it, "stage": si, "stage_name": st.name or f"stage {si}",
             "temperatures": st.temperatures, "pressures": st.pressures,
             "trust_lo": lv.lo, "trust_hi": lv.hi, "energy_trust_lo": lv.elo, "energy_trust_hi": lv.ehi,
+            "levels": derived,
             "walkers": len(walks), "walker_failures": walker_failures, "frames": total, **counts,
             "accurate_ratio": ratio,
             "candidate_ratio": counts["candidate"] / total if total else 0.0,
@@ -566,7 +588,11 @@ class Campaign:
         if not labeled:
             return {"error": "every test label failed", "failures": failed}
         pot = registry.get("potential", wf.train.kind).load_ensemble([Path(m) for m in members])
-        return {**ensemble_errors(pot, labeled), "temperature": T, "labels_failed": len(failed)}
+        out = {**ensemble_errors(pot, labeled), "temperature": T, "labels_failed": len(failed)}
+        last = self.state.iterations()[-1:] if hasattr(self, "state") else []
+        if last and (last[0].get("levels") or {}).get("target") is not None:
+            out["promised_max_force_error"] = last[0]["levels"]["target"]  # what 'accurate' meant at the end
+        return out
 
 
 def _explored(o: Outcome) -> ExploreResult:
