@@ -24,6 +24,34 @@ follows them); every other key of the inner results (member energies and forces,
 ``max_devi_f`` ...) is the inner, unbiased value; ``energy_unbiased``, ``bias_energy`` (eV) and
 ``bias_forces`` (N, 3) are added. ``stress`` is passed through unbiased: the bias has no cell
 derivative here, so an npt barostat sees the unbiased stress.
+
+Confidence switch (:class:`ConfidenceSwitch`), shared by the flattening bias and the switched
+metadynamics. With σ = σ_E/N the members' energy deviation per atom (eV/atom; the ``devi_e``
+column) and x = (σ − lo)/(hi − lo) clipped to [0, 1]:
+
+    w(σ) = 1 − (6x⁵ − 15x⁴ + 10x³)      (quintic smoothstep: 1 below lo, 0 above hi, C²)
+    dw/dR = w'(σ)·dσ/dR,   dσ/dR = dσ_E²/dR / (2·σ_E·N)
+
+Levels not given are set on the first evaluation (the walker's start frame, σ₀) to
+``lo_factor``·σ₀ and ``hi_factor``·σ₀, then kept.
+
+Flattening, the seeds' bias (reinforced dynamics, Zhang, Wang & E, J. Chem. Phys. 148, 124113
+(2018)): where the ensemble is confident the walker feels the learned landscape flattened by
+1 − λ, so it leaves known basins; where the ensemble is unsure it feels the ensemble's own
+landscape Ē:
+
+    E_b = −λ·w(σ)·(Ē − E_ref),           λ ∈ [0, 1) the strength
+    F_b = −dE_b/dR = −λ·w·F̄ + λ·(Ē − E_ref)·dw/dR        (F̄ = mean of the members' forces)
+
+so the total is (1 − λ·w)·Ē + λ·w·E_ref: in the confident region the force is exactly (1 − λ)·F̄
+(barriers lowered by the factor 1 − λ, as if the configurational temperature were T/(1 − λ)),
+and E_ref enters only through the switch. E_ref is the walker's running mean of Ē (set on the
+start frame, then after every MD step E_ref ← E_ref + (Ē − E_ref)/memory), so the step of
+λ·(Ē − E_ref) at the confidence boundary averages to zero: the boundary is neither a wall (as a
+fixed start energy or a running minimum, below the thermal mean, would make it) nor a sink.
+Between two MD steps E_ref and the levels are constants, so the forces are the exact gradient
+of the energy the walker feels at that step (checked by finite differences); the history
+dependence is that of metadynamics' hills.
 """
 
 from __future__ import annotations
@@ -44,6 +72,63 @@ def energy_variance(energies: np.ndarray, forces: np.ndarray) -> tuple[float, np
     var = float(np.mean(de * de))
     grad = -(2.0 / k) * np.tensordot(de, f, axes=(0, 0))
     return var, grad
+
+
+def smooth_switch(x: float) -> tuple[float, float]:
+    """(w, dw/dx) of w = 1 − (6x⁵ − 15x⁴ + 10x³) with x clipped to [0, 1] (w = 1 at x ≤ 0, 0 at x ≥ 1)."""
+    if x <= 0.0:
+        return 1.0, 0.0
+    if x >= 1.0:
+        return 0.0, 0.0
+    return 1.0 - x ** 3 * (10.0 - 15.0 * x + 6.0 * x * x), -30.0 * x * x * (1.0 - x) ** 2
+
+
+class ConfidenceSwitch:
+    """w(σ): 1 where the ensemble is confident (σ ≤ lo), 0 where it is not (σ ≥ hi), C² between;
+    σ the members' energy deviation per atom (eV/atom). Levels left None are set on the first
+    call to ``lo_factor``/``hi_factor`` times that frame's σ (see the module docstring)."""
+
+    def __init__(self, lo: Optional[float] = None, hi: Optional[float] = None,
+                 lo_factor: float = 2.0, hi_factor: float = 4.0, floor: float = 1e-5):
+        if not 0 <= lo_factor < hi_factor:
+            raise ValueError(f"confidence factors need 0 ≤ lo_factor < hi_factor, got {lo_factor}, {hi_factor}")
+        if lo is not None and hi is not None and not 0 <= lo < hi:
+            raise ValueError(f"confidence levels need 0 ≤ lo < hi (eV/atom), got lo={lo}, hi={hi}")
+        self.lo, self.hi = lo, hi
+        self.lo_factor, self.hi_factor, self.floor = float(lo_factor), float(hi_factor), float(floor)
+
+    @classmethod
+    def from_config(cls, cfg) -> "ConfidenceSwitch":
+        return cls(cfg.lo, cfg.hi, cfg.lo_factor, cfg.hi_factor)
+
+    def _calibrate(self, sigma: float) -> None:
+        s0 = max(sigma, self.floor)
+        if self.lo is None:
+            self.lo = self.lo_factor * s0 if self.hi is None else min(self.lo_factor * s0, 0.5 * self.hi)
+        if self.hi is None:
+            self.hi = max(self.hi_factor * s0, 2.0 * self.lo, self.lo + self.floor)
+
+    def __call__(self, energies: np.ndarray, forces: np.ndarray) -> tuple[float, np.ndarray, float]:
+        """Members' energies (k,) and forces (k, N, 3) -> (w, dw/dR (N, 3) in 1/Å, σ in eV/atom)."""
+        n = np.asarray(forces).shape[1]
+        var, dvar = energy_variance(energies, forces)
+        sd = math.sqrt(var)
+        sigma = sd / n
+        if self.lo is None or self.hi is None:
+            self._calibrate(sigma)
+        w, dw_dx = smooth_switch((sigma - self.lo) / (self.hi - self.lo))
+        if dw_dx == 0.0:
+            return w, np.zeros_like(dvar), sigma
+        dsigma = dvar / (2.0 * max(sd, 1e-300) * n)
+        return w, (dw_dx / (self.hi - self.lo)) * dsigma, sigma
+
+
+def members(results: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The members' energies (k,) and forces (k, N, 3) from an ensemble calculator's results."""
+    if "energies_members" not in results or "forces_members" not in results:
+        raise ValueError("a confidence-switched bias needs an ensemble calculator (energies_members and "
+                         "forces_members in its results), got results with keys " + ", ".join(sorted(results)))
+    return np.asarray(results["energies_members"], np.float64), np.asarray(results["forces_members"], np.float64)
 
 
 class WrappedCalculator(Calculator):
@@ -154,6 +239,44 @@ class HALCalculator(WrappedCalculator):
         self._adapt()
 
 
+class FlattenCalculator(WrappedCalculator):
+    """The seeds' flattening bias E_b = −λ·w(σ)·(Ē − E_ref) (module docstring): ``strength`` λ,
+    ``switch`` a :class:`ConfidenceSwitch` (default: levels from the start frame), E_ref the
+    running mean of Ē over about ``memory`` MD steps."""
+
+    def __init__(self, inner: Calculator, strength: float = 0.5, switch: Optional[ConfidenceSwitch] = None,
+                 memory: int = 200, **kwargs):
+        super().__init__(inner, **kwargs)
+        if not 0 <= strength < 1:
+            raise ValueError(f"flatten strength λ must lie in [0, 1), got {strength}")
+        self.strength = float(strength)
+        self.switch = switch or ConfidenceSwitch()
+        self.memory = max(int(memory), 1)
+        self.e_ref: Optional[float] = None
+        self._e_last: Optional[float] = None
+        self._last_step: Optional[int] = None
+        self.w: Optional[float] = None  # the switch at the last evaluation
+
+    def bias(self, atoms, results):
+        e, f = members(results)
+        e_bar = float(e.mean())
+        w, dw, _ = self.switch(e, f)
+        if self.e_ref is None:
+            self.e_ref = e_bar
+        self._e_last, self.w = e_bar, w
+        lam, d = self.strength, e_bar - self.e_ref
+        return -lam * w * d, -lam * w * f.mean(axis=0) + (lam * d) * dw
+
+    def on_step(self, step, atoms):
+        super().on_step(step, atoms)
+        if self._e_last is None or step == self._last_step:
+            return
+        self._last_step = step
+        # the forces cached at the current positions keep the E_ref they were computed with
+        # (recomputing would double the model calls); the next evaluation uses the new one
+        self.e_ref += (self._e_last - self.e_ref) / self.memory
+
+
 def find_wrapper(calc, cls):
     """The first calculator of type ``cls`` in a chain of wrappers (following ``.inner``), or None."""
     while calc is not None:
@@ -176,6 +299,9 @@ def wrap_calculator(calc: Calculator, stage, iteration: int, temperature: float)
             calc = UDDCalculator(calc, strength=b.strength, width=b.width)
         elif b.kind == "hal":
             calc = HALCalculator(calc, tau=b.tau, target_ratio=b.target_ratio, memory=b.memory)
+        elif b.kind == "flatten":
+            calc = FlattenCalculator(calc, strength=b.strength, switch=ConfidenceSwitch.from_config(b.confidence),
+                                     memory=b.memory)
         else:  # pragma: no cover - the config's discriminated union admits no other kind
             raise ValueError(f"unknown bias kind {b.kind!r}")
     return calc

@@ -153,3 +153,93 @@ def test_wrap_calculator_follows_the_stage_config(cu_pot64):
     c = wrap_calculator(base, st, 0, 300.0)
     assert isinstance(c, HALCalculator) and c.tau == 0.7 and c.target_ratio is None
     assert isinstance(c.inner, MetadCalculator) and c.inner.inner is base
+
+
+# ---------------------------------------------------------------- flattening (the seeds' bias)
+def _sigma(pot, atoms):
+    p = pot.predict(atoms)
+    return float(np.std(p.energies)) / len(atoms)
+
+
+def _in_switch(pot, atoms, x=0.4, width=None):
+    """A ConfidenceSwitch whose ramp puts ``atoms`` at fraction ``x`` of the way from lo to hi."""
+    from elt.sampling.bias import ConfidenceSwitch
+
+    s = _sigma(pot, atoms)
+    width = width or 0.8 * s
+    return ConfidenceSwitch(lo=s - x * width, hi=s + (1 - x) * width)
+
+
+def test_smooth_switch_is_c1_and_bounded():
+    from elt.sampling.bias import smooth_switch
+
+    xs = np.linspace(-0.5, 1.5, 2001)
+    w = np.array([smooth_switch(x)[0] for x in xs])
+    dw = np.array([smooth_switch(x)[1] for x in xs])
+    assert w[0] == 1.0 and w[-1] == 0.0 and np.all(np.diff(w) <= 1e-15)
+    np.testing.assert_allclose(np.gradient(w, xs)[1:-1], dw[1:-1], atol=2e-3)
+    assert smooth_switch(0.5) == (pytest.approx(0.5), pytest.approx(-1.875))
+
+
+def test_flatten_energy_and_forces_match_finite_differences(cu_pot64, cu_ensemble):
+    from elt.sampling.bias import FlattenCalculator
+
+    atoms = cu_ensemble[1][3].copy()
+    atoms.positions += np.random.default_rng(2).normal(0, 0.05, atoms.positions.shape)
+    calc = FlattenCalculator(cu_pot64.calculator(), strength=0.6, switch=_in_switch(cu_pot64, atoms))
+    p = cu_pot64.predict(atoms)
+    calc.e_ref = float(p.energies.mean()) - 0.7  # Ē − E_ref ≠ 0: the dw/dR term is on
+    _fd_check(calc, atoms)
+    a = atoms.copy()
+    a.calc = calc
+    a.get_forces()
+    r = calc.results
+    assert 0.2 < calc.w < 0.95
+    # the switch term is a real part of the bias force, not only −λ·w·F̄
+    switch_part = r["bias_forces"] + 0.6 * calc.w * p.forces.mean(axis=0)
+    assert np.abs(switch_part).max() > 0.05 * np.abs(r["bias_forces"]).max()
+    assert r["bias_energy"] == pytest.approx(-0.6 * calc.w * 0.7, rel=1e-9)
+    assert r["energy_unbiased"] == pytest.approx(p.energies.mean(), rel=1e-12)
+
+
+def test_flatten_scales_forces_where_confident_and_leaves_them_where_not(cu_pot64, cu_ensemble):
+    from elt.sampling.bias import ConfidenceSwitch, FlattenCalculator
+
+    atoms = cu_ensemble[1][1].copy()
+    p = cu_pot64.predict(atoms)
+    s = _sigma(cu_pot64, atoms)
+    for lo, hi, factor in [(2 * s, 3 * s, 0.3), (0.2 * s, 0.5 * s, 1.0)]:
+        calc = FlattenCalculator(cu_pot64.calculator(), strength=0.7, switch=ConfidenceSwitch(lo=lo, hi=hi))
+        a = atoms.copy()
+        a.calc = calc
+        np.testing.assert_allclose(a.get_forces(), factor * p.forces.mean(axis=0), atol=1e-9)
+
+
+def test_flatten_levels_and_reference_come_from_the_start_frame(cu_pot64, cu_ensemble):
+    from elt.sampling.bias import FlattenCalculator
+
+    a = cu_ensemble[1][0].copy()
+    calc = FlattenCalculator(cu_pot64.calculator(), strength=0.5, memory=10)
+    a.calc = calc
+    a.get_potential_energy()
+    s = _sigma(cu_pot64, a)
+    assert calc.switch.lo == pytest.approx(2 * s) and calc.switch.hi == pytest.approx(4 * s)
+    e0 = float(cu_pot64.predict(a).energies.mean())
+    assert calc.e_ref == pytest.approx(e0) and calc.results["bias_energy"] == 0.0
+    a.positions[0, 0] += 0.1
+    e1 = a.get_potential_energy()
+    calc.on_step(1, a)
+    assert calc.e_ref == pytest.approx(e0 + (calc._e_last - e0) / 10)
+    assert e1 != pytest.approx(e0)
+
+
+def test_wrap_calculator_builds_flatten_from_the_stage_config(cu_pot64):
+    from elt.config.workflow import StageConfig
+    from elt.sampling.bias import FlattenCalculator
+
+    st = StageConfig(bias={"kind": "flatten", "strength": 0.4, "confidence": {"lo": 0.001, "hi": 0.003}})
+    c = wrap_calculator(cu_pot64.calculator(), st, 0, 300.0)
+    assert isinstance(c, FlattenCalculator) and c.strength == 0.4
+    assert (c.switch.lo, c.switch.hi) == (0.001, 0.003)
+    with pytest.raises(Exception):
+        StageConfig(bias={"kind": "flatten", "strength": 1.0})
