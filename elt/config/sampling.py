@@ -73,6 +73,17 @@ class BeyondHi(Strict):
     steps: int = Field(100, ge=1, description="continue: the walker ends once this many MD steps in a row were at or above trust_hi.")
     restarts: int = Field(5, ge=0, description="restart: how many times a walker goes back to its last frame below trust_hi before it ends.")
 
+    def summary(self) -> str:
+        if self.mode == "continue":
+            return f"continue for up to {self.steps} steps in a row past trust_hi"
+        if self.mode == "restart":
+            return f"restart from the last frame below trust_hi up to {self.restarts} times"
+        return "stop"
+
+
+# the default of stages with a bias or metadynamics (chosen on bench/bench_rare_events.py)
+BIASED_BEYOND_HI = BeyondHi(mode="continue", steps=100)
+
 
 # ---------------------------------------------------------------- metadynamics
 class _Atoms(Strict):

@@ -12,7 +12,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from elt.config.base import Strict, format_validation_error
 from elt.config.label import CP2KLabel, EMTLabel, PySCFLabel
-from elt.config.sampling import AdaptiveLo, Bias, MetadConfig
+from elt.config.sampling import BIASED_BEYOND_HI, AdaptiveLo, BeyondHi, Bias, MetadConfig
 from elt.config.train import TrainConfig
 from elt.errors import ConfigError
 
@@ -95,6 +95,7 @@ class StageConfig(Strict):
     max_energy_jump: Optional[float] = Field(1.0, gt=0, description="A walker stops (energy_spike) when its unbiased potential energy changes by more than this per atom between two recorded frames (eV/atom); null: no check.")
     bias: Optional[Bias] = Field(None, description="Uncertainty-driven bias of the walkers (kind udd or hal); null: plain MD.")
     metad: Optional[MetadConfig] = Field(None, description="Metadynamics on collective variables (Gaussian hills); null: none.")
+    beyond_hi: Optional[BeyondHi] = Field(None, description="What a walker does at a frame at or above trust_hi when stop_at_failed is true (stop, continue for some steps, or restart from its last frame below trust_hi); such frames are never labeled. null: stop for plain MD; for stages with a bias or metad, " + BIASED_BEYOND_HI.summary() + ".")
 
     @model_validator(mode="after")
     def _check(self):
@@ -103,6 +104,13 @@ class StageConfig(Strict):
         if self.record_every > self.steps:
             raise ValueError(f"record_every ({self.record_every}) exceeds steps ({self.steps})")
         return self
+
+    def past_hi(self) -> BeyondHi:
+        """The rule at frames at or above trust_hi: ``beyond_hi``, else stop for plain MD and
+        the biased default for stages with a bias or metadynamics."""
+        if self.beyond_hi is not None:
+            return self.beyond_hi
+        return BIASED_BEYOND_HI if (self.bias is not None or self.metad is not None) else BeyondHi(mode="stop")
 
 
 class ExploreConfig(Strict):

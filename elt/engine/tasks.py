@@ -121,7 +121,7 @@ def explore_task(task_dir: Path, walker: dict, start, member_paths: list[str], t
                      record_every=stage.record_every, friction=stage.friction,
                      min_distance=stage.min_distance,
                      stop_at=select["hi"] if stage.stop_at_failed else None, seed=walker["seed"],
-                     max_energy_jump=getattr(stage, "max_energy_jump", None))
+                     max_energy_jump=getattr(stage, "max_energy_jump", None), beyond=stage.past_hi())
     devi = rec.devi_array()
     header = "step max_devi_v min_devi_v avg_devi_v max_devi_f min_devi_f avg_devi_f devi_e"
     table = np.column_stack([np.asarray(rec.steps, dtype=float), devi]) if len(devi) else np.zeros((0, 8))
@@ -166,6 +166,7 @@ def explore_task(task_dir: Path, walker: dict, start, member_paths: list[str], t
     c = counts(classes)
     return {"walker": walker["id"], "n_frames": int(len(devi)), "counts": c,
             "stop_reason": rec.stop_reason, "steps_done": rec.steps_done, "candidates": cands,
+            "beyond_frames": rec.beyond_frames, "restarts": rec.restarts,
             "features_file": str(Path(task_dir) / "candidates_desc.npy") if fps else None,
             "bias": type(calc).__name__ if hasattr(calc, "inner") else None,
             "hills": len(metad.heights) if metad is not None else 0,
