@@ -95,6 +95,7 @@ class StageConfig(Strict):
     max_energy_jump: Optional[float] = Field(1.0, gt=0, description="A walker stops (energy_spike) when its unbiased potential energy changes by more than this per atom between two recorded frames (eV/atom); null: no check.")
     bias: Optional[Bias] = Field(None, description="Uncertainty-driven bias of the walkers (kind udd or hal); null: plain MD.")
     metad: Optional[MetadConfig] = Field(None, description="Metadynamics on collective variables (Gaussian hills); null: none.")
+    save_frames: bool = Field(False, description="Write every recorded frame of each walker to frames.extxyz in its task folder (for analysis; off by default: trajectories are large).")
     beyond_hi: Optional[BeyondHi] = Field(None, description="What a walker does at a frame at or above trust_hi when stop_at_failed is true (stop, continue for some steps, or restart from its last frame below trust_hi); such frames are never labeled. null: stop for plain MD; for stages with a bias or metad, " + BIASED_BEYOND_HI.summary() + ".")
 
     @model_validator(mode="after")

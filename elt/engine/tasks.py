@@ -161,6 +161,8 @@ def explore_task(task_dir: Path, walker: dict, start, member_paths: list[str], t
         cands.append({"index": len(frames) - 1, "step": int(rec.steps[i]), "frame_id": fid,
                       "max_devi_f": float(devi[i, 3]), "devi_e": float(devi[i, 6])})
     write_frames(Path(task_dir) / "candidates.extxyz", frames)
+    if getattr(stage, "save_frames", False):
+        write_frames(Path(task_dir) / "frames.extxyz", rec.frames)
     if fps:
         np.save(Path(task_dir) / "candidates_desc.npy", feats)
     c = counts(classes)
