@@ -34,12 +34,14 @@ class HALBias(Strict):
 
 class Confidence(Strict):
     """Where the ensemble counts as confident: a smooth switch w(σ) from 1 (σ ≤ lo) to 0 (σ ≥ hi),
-    σ the members' energy deviation per atom (the devi_e column, eV/atom)."""
+    σ the std over members of their energy change since the walker's start frame, per atom
+    (eV/atom; constant offsets between members do not count)."""
 
-    lo: Optional[float] = Field(None, ge=0, description="σ (eV/atom) below which the ensemble is confident (w = 1); null: lo_factor × σ of the walker's start frame.")
-    hi: Optional[float] = Field(None, gt=0, description="σ (eV/atom) above which it is not (w = 0); null: hi_factor × σ of the walker's start frame.")
-    lo_factor: float = Field(2.0, ge=0, description="lo = this × the start frame's σ when lo is null.")
-    hi_factor: float = Field(4.0, gt=0, description="hi = this × the start frame's σ when hi is null.")
+    lo: Optional[float] = Field(None, ge=0, description="σ (eV/atom) below which the ensemble is confident (w = 1); null: lo_factor × the mean σ of the warm-up.")
+    hi: Optional[float] = Field(None, gt=0, description="σ (eV/atom) above which it is not (w = 0); null: hi_factor × the mean σ of the warm-up.")
+    lo_factor: float = Field(2.0, ge=0, description="lo = this × the mean σ over the walker's warm-up when lo is null.")
+    hi_factor: float = Field(4.0, gt=0, description="hi = this × the mean σ over the walker's warm-up when hi is null.")
+    warmup: int = Field(100, ge=1, description="MD steps at the start of each walker with the bias off (w = 0) over which σ is averaged to set the levels left null; unused when lo and hi are both given.")
 
     @model_validator(mode="after")
     def _check(self):

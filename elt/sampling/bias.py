@@ -26,14 +26,20 @@ follows them); every other key of the inner results (member energies and forces,
 derivative here, so an npt barostat sees the unbiased stress.
 
 Confidence switch (:class:`ConfidenceSwitch`), shared by the flattening bias and the switched
-metadynamics. With σ = σ_E/N the members' energy deviation per atom (eV/atom; the ``devi_e``
-column) and x = (σ − lo)/(hi − lo) clipped to [0, 1]:
+metadynamics. σ is the std over the k members of their energy change since the walker's start
+frame R₀, per atom: with ΔE_m = E_m(R) − E_m(R₀),
+
+    σ = std_m(ΔE_m)/N  (eV/atom),   dσ/dR = dσ_ΔE²/dR / (2·σ_ΔE·N)   (energy_variance of ΔE_m)
+
+so constant offsets between members (often larger than their disagreement on energy
+differences) do not count. With x = (σ − lo)/(hi − lo) clipped to [0, 1]:
 
     w(σ) = 1 − (6x⁵ − 15x⁴ + 10x³)      (quintic smoothstep: 1 below lo, 0 above hi, C²)
-    dw/dR = w'(σ)·dσ/dR,   dσ/dR = dσ_E²/dR / (2·σ_E·N)
+    dw/dR = w'(σ)·dσ/dR
 
-Levels not given are set on the first evaluation (the walker's start frame, σ₀) to
-``lo_factor``·σ₀ and ``hi_factor``·σ₀, then kept.
+Levels not given are calibrated on the walker itself: for its first ``warmup`` MD steps w = 0
+(the bias is off: plain MD in the start basin), then lo = ``lo_factor``·⟨σ⟩ and
+hi = ``hi_factor``·⟨σ⟩ with ⟨σ⟩ the mean σ of the warm-up, and kept.
 
 Flattening, the seeds' bias (reinforced dynamics, Zhang, Wang & E, J. Chem. Phys. 148, 124113
 (2018)): where the ensemble is confident the walker feels the learned landscape flattened by
@@ -49,7 +55,7 @@ and E_ref enters only through the switch. E_ref is the walker's running mean of 
 start frame, then after every MD step E_ref ← E_ref + (Ē − E_ref)/memory), so the step of
 λ·(Ē − E_ref) at the confidence boundary averages to zero: the boundary is neither a wall (as a
 fixed start energy or a running minimum, below the thermal mean, would make it) nor a sink.
-Between two MD steps E_ref and the levels are constants, so the forces are the exact gradient
+Between two MD steps E_ref, R₀'s energies and the levels are constants, so the forces are the exact gradient
 of the energy the walker feels at that step (checked by finite differences); the history
 dependence is that of metadynamics' hills.
 """
@@ -84,43 +90,63 @@ def smooth_switch(x: float) -> tuple[float, float]:
 
 
 class ConfidenceSwitch:
-    """w(σ): 1 where the ensemble is confident (σ ≤ lo), 0 where it is not (σ ≥ hi), C² between;
-    σ the members' energy deviation per atom (eV/atom). Levels left None are set on the first
-    call to ``lo_factor``/``hi_factor`` times that frame's σ (see the module docstring)."""
+    """w(σ): 1 where the ensemble is confident (σ ≤ lo), 0 where it is not (σ ≥ hi), C² between.
+    σ is the std over members of their energy change since the walker's start frame, per atom
+    (eV/atom): constant offsets between members (common after short trainings, and often larger
+    than the disagreement on energy differences) do not count. Levels left None are set after a
+    warm-up of ``warmup`` MD steps to ``lo_factor``/``hi_factor`` times the mean σ of the warm-up;
+    during the warm-up w = 0 (the bias is off, the walker samples its start basin). The owner
+    calls :meth:`observe` after every MD step (see the module docstring)."""
 
-    def __init__(self, lo: Optional[float] = None, hi: Optional[float] = None,
-                 lo_factor: float = 2.0, hi_factor: float = 4.0, floor: float = 1e-5):
+    def __init__(self, lo: Optional[float] = None, hi: Optional[float] = None, lo_factor: float = 2.0,
+                 hi_factor: float = 4.0, warmup: int = 100, floor: float = 1e-6):
         if not 0 <= lo_factor < hi_factor:
             raise ValueError(f"confidence factors need 0 ≤ lo_factor < hi_factor, got {lo_factor}, {hi_factor}")
         if lo is not None and hi is not None and not 0 <= lo < hi:
             raise ValueError(f"confidence levels need 0 ≤ lo < hi (eV/atom), got lo={lo}, hi={hi}")
         self.lo, self.hi = lo, hi
         self.lo_factor, self.hi_factor, self.floor = float(lo_factor), float(hi_factor), float(floor)
+        self.warmup = max(int(warmup), 1)
+        self.e0: Optional[np.ndarray] = None  # the members' energies on the start frame
+        self.sigma: Optional[float] = None  # σ at the last evaluation
+        self._seen: list[float] = []
 
     @classmethod
     def from_config(cls, cfg) -> "ConfidenceSwitch":
-        return cls(cfg.lo, cfg.hi, cfg.lo_factor, cfg.hi_factor)
+        return cls(cfg.lo, cfg.hi, cfg.lo_factor, cfg.hi_factor, cfg.warmup)
 
-    def _calibrate(self, sigma: float) -> None:
-        s0 = max(sigma, self.floor)
-        if self.lo is None:
-            self.lo = self.lo_factor * s0 if self.hi is None else min(self.lo_factor * s0, 0.5 * self.hi)
-        if self.hi is None:
-            self.hi = max(self.hi_factor * s0, 2.0 * self.lo, self.lo + self.floor)
+    @property
+    def calibrated(self) -> bool:
+        return self.lo is not None and self.hi is not None
 
-    def __call__(self, energies: np.ndarray, forces: np.ndarray) -> tuple[float, np.ndarray, float]:
-        """Members' energies (k,) and forces (k, N, 3) -> (w, dw/dR (N, 3) in 1/Å, σ in eV/atom)."""
+    def observe(self) -> None:
+        """After an MD step: during the warm-up, count that step's σ; at its end set the levels."""
+        if self.calibrated or self.sigma is None:
+            return
+        self._seen.append(self.sigma)
+        if len(self._seen) >= self.warmup:
+            ref = max(float(np.mean(self._seen)), self.floor)
+            if self.lo is None:
+                self.lo = self.lo_factor * ref if self.hi is None else min(self.lo_factor * ref, 0.5 * self.hi)
+            if self.hi is None:
+                self.hi = max(self.hi_factor * ref, self.lo + self.floor)
+
+    def __call__(self, energies: np.ndarray, forces: np.ndarray) -> tuple[float, np.ndarray]:
+        """Members' energies (k,) and forces (k, N, 3) -> (w, dw/dR (N, 3) in 1/Å)."""
+        e = np.asarray(energies, dtype=np.float64)
         n = np.asarray(forces).shape[1]
-        var, dvar = energy_variance(energies, forces)
+        if self.e0 is None:
+            self.e0 = e.copy()
+        var, dvar = energy_variance(e - self.e0, forces)  # the offsets e0 are constants
         sd = math.sqrt(var)
-        sigma = sd / n
-        if self.lo is None or self.hi is None:
-            self._calibrate(sigma)
-        w, dw_dx = smooth_switch((sigma - self.lo) / (self.hi - self.lo))
+        self.sigma = sd / n
+        if not self.calibrated:
+            return 0.0, np.zeros_like(dvar)
+        w, dw_dx = smooth_switch((self.sigma - self.lo) / (self.hi - self.lo))
         if dw_dx == 0.0:
-            return w, np.zeros_like(dvar), sigma
+            return w, np.zeros_like(dvar)
         dsigma = dvar / (2.0 * max(sd, 1e-300) * n)
-        return w, (dw_dx / (self.hi - self.lo)) * dsigma, sigma
+        return w, (dw_dx / (self.hi - self.lo)) * dsigma
 
 
 def members(results: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -260,7 +286,7 @@ class FlattenCalculator(WrappedCalculator):
     def bias(self, atoms, results):
         e, f = members(results)
         e_bar = float(e.mean())
-        w, dw, _ = self.switch(e, f)
+        w, dw = self.switch(e, f)
         if self.e_ref is None:
             self.e_ref = e_bar
         self._e_last, self.w = e_bar, w
@@ -272,6 +298,7 @@ class FlattenCalculator(WrappedCalculator):
         if self._e_last is None or step == self._last_step:
             return
         self._last_step = step
+        self.switch.observe()
         # the forces cached at the current positions keep the E_ref they were computed with
         # (recomputing would double the model calls); the next evaluation uses the new one
         self.e_ref += (self._e_last - self.e_ref) / self.memory

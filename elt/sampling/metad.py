@@ -13,8 +13,9 @@ Confidence-switched (reinforced dynamics on CVs; ``switch`` a
 
     E_b = w(σ(R))·V(s(R)),   F_b = −w·Σ_d ∂V/∂s_d·∇_R s_d − V·dw/dR
 
-with σ the members' energy deviation per atom of the inner (ensemble) calculator. Hills are
-deposited as without the switch (well-tempered heights from the unswitched V).
+with σ the deviation of the inner (ensemble) calculator's members (their energy change since the
+start frame, per atom; during the switch's warm-up w = 0). Hills are deposited as without the
+switch (well-tempered heights from the unswitched V).
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ class MetadCalculator(WrappedCalculator):
         f = -np.tensordot(dv, grads, axes=(0, 0))
         if self.switch is None:
             return v, f
-        w, dw, _ = self.switch(*members(results))
+        w, dw = self.switch(*members(results))
         return w * v, w * f - v * dw
 
     # ----------------------------------------------------------------- hills
@@ -102,6 +103,8 @@ class MetadCalculator(WrappedCalculator):
 
     def on_step(self, step, atoms):
         super().on_step(step, atoms)
+        if self.switch is not None:
+            self.switch.observe()
         if step <= 0 or step % self.stride or (self.hill_steps and self.hill_steps[-1] == step):
             return
         self.deposit(self.cv_values(atoms)[0], step)

@@ -156,18 +156,16 @@ def test_wrap_calculator_follows_the_stage_config(cu_pot64):
 
 
 # ---------------------------------------------------------------- flattening (the seeds' bias)
-def _sigma(pot, atoms):
-    p = pot.predict(atoms)
-    return float(np.std(p.energies)) / len(atoms)
-
-
-def _in_switch(pot, atoms, x=0.4, width=None):
-    """A ConfidenceSwitch whose ramp puts ``atoms`` at fraction ``x`` of the way from lo to hi."""
+def _switch_at(pot, atoms, start, x=0.4):
+    """A ConfidenceSwitch with start frame ``start`` whose ramp puts ``atoms`` at fraction ``x``
+    of the way from lo to hi (σ: std of the members' energy changes since ``start``, per atom)."""
     from elt.sampling.bias import ConfidenceSwitch
 
-    s = _sigma(pot, atoms)
-    width = width or 0.8 * s
-    return ConfidenceSwitch(lo=s - x * width, hi=s + (1 - x) * width)
+    de = pot.predict(atoms).energies - pot.predict(start).energies
+    s = float(np.std(de)) / len(atoms)
+    sw = ConfidenceSwitch(lo=s - 0.8 * x * s, hi=s + 0.8 * (1 - x) * s)
+    sw.e0 = pot.predict(start).energies
+    return sw, s
 
 
 def test_smooth_switch_is_c1_and_bounded():
@@ -186,7 +184,8 @@ def test_flatten_energy_and_forces_match_finite_differences(cu_pot64, cu_ensembl
 
     atoms = cu_ensemble[1][3].copy()
     atoms.positions += np.random.default_rng(2).normal(0, 0.05, atoms.positions.shape)
-    calc = FlattenCalculator(cu_pot64.calculator(), strength=0.6, switch=_in_switch(cu_pot64, atoms))
+    sw, _ = _switch_at(cu_pot64, atoms, cu_ensemble[1][0])
+    calc = FlattenCalculator(cu_pot64.calculator(), strength=0.6, switch=sw)
     p = cu_pot64.predict(atoms)
     calc.e_ref = float(p.energies.mean()) - 0.7  # Ē − E_ref ≠ 0: the dw/dR term is on
     _fd_check(calc, atoms)
@@ -203,34 +202,47 @@ def test_flatten_energy_and_forces_match_finite_differences(cu_pot64, cu_ensembl
 
 
 def test_flatten_scales_forces_where_confident_and_leaves_them_where_not(cu_pot64, cu_ensemble):
-    from elt.sampling.bias import ConfidenceSwitch, FlattenCalculator
+    from elt.sampling.bias import FlattenCalculator
 
     atoms = cu_ensemble[1][1].copy()
     p = cu_pot64.predict(atoms)
-    s = _sigma(cu_pot64, atoms)
-    for lo, hi, factor in [(2 * s, 3 * s, 0.3), (0.2 * s, 0.5 * s, 1.0)]:
-        calc = FlattenCalculator(cu_pot64.calculator(), strength=0.7, switch=ConfidenceSwitch(lo=lo, hi=hi))
+    from elt.sampling.bias import ConfidenceSwitch
+
+    sw, s = _switch_at(cu_pot64, atoms, cu_ensemble[1][0], -2.0)  # σ below lo: forces (1 − λ)·F̄
+    above = ConfidenceSwitch(lo=0.2 * s, hi=0.5 * s)  # σ above hi: F̄
+    above.e0 = sw.e0
+    for sw, factor in [(sw, 0.3), (above, 1.0)]:
+        calc = FlattenCalculator(cu_pot64.calculator(), strength=0.7, switch=sw)
         a = atoms.copy()
         a.calc = calc
         np.testing.assert_allclose(a.get_forces(), factor * p.forces.mean(axis=0), atol=1e-9)
 
 
-def test_flatten_levels_and_reference_come_from_the_start_frame(cu_pot64, cu_ensemble):
+def test_switch_ignores_member_offsets_and_calibrates_over_a_plain_warmup(cu_pot64, cu_ensemble):
+    """σ starts at 0 on the start frame (constant offsets between members do not count); for
+    ``warmup`` steps w = 0 (no bias), then lo, hi = 2, 4 × the warm-up's mean σ; E_ref follows Ē."""
     from elt.sampling.bias import FlattenCalculator
 
-    a = cu_ensemble[1][0].copy()
     calc = FlattenCalculator(cu_pot64.calculator(), strength=0.5, memory=10)
-    a.calc = calc
-    a.get_potential_energy()
-    s = _sigma(cu_pot64, a)
-    assert calc.switch.lo == pytest.approx(2 * s) and calc.switch.hi == pytest.approx(4 * s)
-    e0 = float(cu_pot64.predict(a).energies.mean())
-    assert calc.e_ref == pytest.approx(e0) and calc.results["bias_energy"] == 0.0
-    a.positions[0, 0] += 0.1
-    e1 = a.get_potential_energy()
-    calc.on_step(1, a)
-    assert calc.e_ref == pytest.approx(e0 + (calc._e_last - e0) / 10)
-    assert e1 != pytest.approx(e0)
+    calc.switch.warmup = 3
+    frames = [cu_ensemble[1][i].copy() for i in (0, 1, 2, 3, 4)]
+    e = [cu_pot64.predict(a).energies for a in frames]
+    assert np.std(e[0]) / 32 > 1e-4  # the members do disagree on the start frame's energy
+    sig = [float(np.std(x - e[0])) / 32 for x in e]
+    e_ref = float(e[0].mean())
+    for step, a in enumerate(frames):
+        a.calc = calc
+        a.get_potential_energy()
+        assert calc.switch.sigma == pytest.approx(sig[step], rel=1e-6, abs=1e-12)
+        if step < 3:
+            assert calc.w == 0.0 and calc.results["bias_energy"] == 0.0
+            np.testing.assert_allclose(calc.results["bias_forces"], 0.0)
+        assert calc.e_ref == pytest.approx(e_ref)
+        calc.on_step(step + 1, a)
+        e_ref += (float(e[step].mean()) - e_ref) / 10
+    ref = np.mean(sig[:3])
+    assert calc.switch.lo == pytest.approx(2 * ref) and calc.switch.hi == pytest.approx(4 * ref)
+    assert sig[0] == 0.0
 
 
 def test_wrap_calculator_builds_flatten_from_the_stage_config(cu_pot64):
@@ -240,7 +252,7 @@ def test_wrap_calculator_builds_flatten_from_the_stage_config(cu_pot64):
     st = StageConfig(bias={"kind": "flatten", "strength": 0.4, "confidence": {"lo": 0.001, "hi": 0.003}})
     c = wrap_calculator(cu_pot64.calculator(), st, 0, 300.0)
     assert isinstance(c, FlattenCalculator) and c.strength == 0.4
-    assert (c.switch.lo, c.switch.hi) == (0.001, 0.003)
+    assert (c.switch.lo, c.switch.hi) == (0.001, 0.003) and c.switch.calibrated
     with pytest.raises(Exception):
         StageConfig(bias={"kind": "flatten", "strength": 1.0})
 

@@ -160,10 +160,12 @@ def test_confidence_switched_metad_forces_match_finite_differences(cu_pot64, cu_
 
     atoms = cu_ensemble[1][2].copy()
     atoms.positions += np.random.default_rng(3).normal(0, 0.04, atoms.positions.shape)
-    p = cu_pot64.predict(atoms)
-    s = float(np.std(p.energies)) / len(atoms)
+    e0 = cu_pot64.predict(cu_ensemble[1][0]).energies  # the walker's start frame
+    s = float(np.std(cu_pot64.predict(atoms).energies - e0)) / len(atoms)
+    sw = ConfidenceSwitch(lo=0.6 * s, hi=1.6 * s)
+    sw.e0 = e0
     calc = MetadCalculator(cu_pot64.calculator(), [Distance([0, 1]), Coordination([0], list(range(1, 32)), r0=2.9)],
-                           [0.1, 0.3], height=0.2, stride=1, switch=ConfidenceSwitch(lo=0.6 * s, hi=1.6 * s))
+                           [0.1, 0.3], height=0.2, stride=1, switch=sw)
     a = atoms.copy()
     a.calc = calc
     s0, _ = calc.cv_values(a)
