@@ -171,7 +171,7 @@ def campaign(kind: str, start_file: Path, j: int, k: int, n_atoms: int) -> dict:
     d = copy.deepcopy(BASE)
     d["system"]["structures"] = [{"kind": "file", "path": str(start_file)}]
     st = d["explore"]["stages"][0]
-    metad = {"cvs": [{"kind": "distance", "atoms": [j, k], "width": 0.15}], "height": 0.05, "stride": 20,
+    metad = {"cvs": [{"kind": "distance", "atoms": [j, k], "width": 0.15}], "height": 0.1, "stride": 10,
              "biasfactor": 10}
     if kind == "udd":
         st["bias"] = {"kind": "udd", "strength": 1.0}
@@ -249,6 +249,40 @@ def run_campaign(name: str, data: dict, run_dir: Path, ref: dict) -> list[dict]:
                  "explored": 0, "saddle_visits": 0, "saddle_labels": 0, "stops": {}})
     rows[-1]["seconds"] = seconds
     return rows
+
+
+def compare_beyond(ref: dict, members, kinds, seeds: int, hi: float, lo: float) -> dict:
+    """Exploration only, with one ensemble (the campaigns' first): per biased kind and rule past
+    trust_hi (stop, continue, restart), the recorded frames past a hop's midpoint, and how many of
+    them are candidates (lo ≤ max_devi_f < hi: what could be labeled)."""
+    from elt.config.workflow import StageConfig
+    from elt.potentials.deepmd import load_ensemble
+    from elt.sampling.bias import wrap_calculator
+    from elt.sampling.md import run_walker
+
+    pot = load_ensemble([Path(m) for m in members])
+    st0 = BASE["explore"]["stages"][0]
+    out: dict = {}
+    for kind in kinds:
+        stage = campaign(kind, ref["start"], ref["j"], ref["k"], ref["n_atoms"])["explore"]["stages"][0]
+        stage = {k: v for k, v in stage.items() if k in ("bias", "metad")}
+        for mode in ("stop", "continue", "restart"):
+            cfg = StageConfig(**stage, beyond_hi={"mode": mode})
+            tot = {"frames": 0, "saddle": 0, "saddle_candidates": 0, "candidates": 0}
+            for seed in range(seeds):
+                calc = wrap_calculator(pot.calculator(), cfg, 1, st0["temperatures"][0])
+                rec = run_walker(ref["initial"], calc, temperature=st0["temperatures"][0], steps=st0["steps"],
+                                 record_every=st0["record_every"], stop_at=hi, seed=100 + seed, beyond=cfg.past_hi())
+                d = rec.devi_array()[:, 3]
+                sad = past_midpoint(rec.frames, ref["initial"], ref["d_nn"])
+                cand = (d >= lo) & (d < hi)
+                tot["frames"] += len(d)
+                tot["saddle"] += int(sad.sum())
+                tot["saddle_candidates"] += int((sad & cand).sum())
+                tot["candidates"] += int(cand.sum())
+            out[f"{kind}/{mode}"] = tot
+            print(f"  {kind:<8} {mode:<8} " + " ".join(f"{k} {v:>4}" for k, v in tot.items()), flush=True)
+    return out
 
 
 # ------------------------------------------------------------------ tables
@@ -357,6 +391,7 @@ def main() -> None:
     ap.add_argument("--goal-barrier", type=float, default=0.05, help="|barrier error| goal (eV)")
     ap.add_argument("--goal-ratio", type=float, default=1.5, help="saddle RMSE / thermal RMSE goal")
     ap.add_argument("--quick", action="store_true", help="Cu, 31 atoms, 1 seed, 2 iterations, short walkers")
+    ap.add_argument("--beyond", type=int, default=0, help="also compare the rules past trust_hi (stop, continue, restart) by exploration only, with this many walkers per biased kind and rule")
     ap.add_argument("--json", type=Path, default=None, help="write every row and verdict to this file")
     args = ap.parse_args()
     if args.quick:
@@ -383,6 +418,11 @@ def main() -> None:
                       f"{[r['saddle_visits'] for r in rows[:-1]]}; final barrier {rows[-1]['barrier']:.3f} eV, "
                       f"RMSE thermal/saddle {rows[-1]['rmse_thermal']:.3f}/{rows[-1]['rmse_saddle']:.3f}", flush=True)
         verdict = print_system(element, ref, runs, args.goal_barrier, args.goal_ratio)
+        if args.beyond:
+            members = sorted(str(p) for p in (args.dir / f"{element}-{kinds[0]}-0" / "iter_000").glob("train/*/member_*.pt"))
+            print(f"rule past trust_hi, exploration only with the iteration-0 ensemble ({args.beyond} walkers each):")
+            verdict["beyond"] = compare_beyond(ref, members, [k for k in kinds if k != "plain"], args.beyond,
+                                               BASE["select"]["trust_hi"], BASE["select"]["trust_lo"])
         report["systems"][element] = {"barrier_emt": ref["barrier"], "n_atoms": ref["n_atoms"], "runs": runs,
                                       **verdict}
     print(f"total {time.perf_counter() - t0:.0f} s")
