@@ -8,6 +8,7 @@ import pytest
 from elt.potentials.deviation import frame_deviation
 from elt.sampling.bias import HALCalculator, UDDCalculator, energy_variance, wrap_calculator
 from elt.sampling.md import run_walker
+from bias_helpers import fd_check
 
 
 def _width_for(pot, atoms, x=1.0):
@@ -15,22 +16,6 @@ def _width_for(pot, atoms, x=1.0):
     p = pot.predict(atoms)
     var = float(np.var(p.energies))
     return math.sqrt(var / (pot.size * len(atoms) * x))
-
-
-def _fd_check(calc, atoms, n=8, h=1e-4, seed=0):
-    a = atoms.copy()
-    a.calc = calc
-    forces = a.get_forces().copy()
-    rng = np.random.default_rng(seed)
-    scale = np.abs(forces).max()
-    for _ in range(n):
-        i, c = int(rng.integers(len(a))), int(rng.integers(3))
-        a.positions[i, c] += h
-        ep = a.get_potential_energy()
-        a.positions[i, c] -= 2 * h
-        em = a.get_potential_energy()
-        a.positions[i, c] += h
-        assert -(ep - em) / (2 * h) == pytest.approx(forces[i, c], abs=1e-5 * scale + 1e-6)
 
 
 def test_variance_gradient_matches_finite_differences(cu_pot64, cu_ensemble):
@@ -52,7 +37,7 @@ def test_udd_energy_and_forces_match_finite_differences(cu_pot64, cu_ensemble):
     atoms = cu_ensemble[1][3].copy()
     atoms.positions += np.random.default_rng(1).normal(0, 0.05, atoms.positions.shape)
     calc = UDDCalculator(cu_pot64.calculator(), strength=2.0, width=_width_for(cu_pot64, atoms))
-    _fd_check(calc, atoms)
+    fd_check(calc, atoms)
     # the bias force is a real part of the total: not negligible against the ensemble forces
     assert np.abs(calc.results["bias_forces"]).max() > 1e-3 * np.abs(calc.results["forces"]).max()
 
@@ -60,7 +45,7 @@ def test_udd_energy_and_forces_match_finite_differences(cu_pot64, cu_ensemble):
 def test_hal_energy_and_forces_match_finite_differences(cu_pot64, cu_ensemble):
     atoms = cu_ensemble[1][2].copy()
     calc = HALCalculator(cu_pot64.calculator(), tau=3.0)
-    _fd_check(calc, atoms)
+    fd_check(calc, atoms)
 
 
 def test_results_mean_includes_bias_and_deviations_stay_unbiased(cu_pot64, cu_ensemble):
@@ -188,7 +173,7 @@ def test_flatten_energy_and_forces_match_finite_differences(cu_pot64, cu_ensembl
     calc = FlattenCalculator(cu_pot64.calculator(), strength=0.6, switch=sw)
     p = cu_pot64.predict(atoms)
     calc.e_ref = float(p.energies.mean()) - 0.7  # Ē − E_ref ≠ 0: the dw/dR term is on
-    _fd_check(calc, atoms)
+    fd_check(calc, atoms)
     a = atoms.copy()
     a.calc = calc
     a.get_forces()
