@@ -74,7 +74,8 @@ def md_scaling(max_atoms: int, steps: int) -> list[tuple[int, float]]:
 
 
 def selection_scaling(max_frames: int) -> list[tuple[int, float, float, float]]:
-    from elt.sampling.select import choose, classify
+    from elt.data.modeldevi import classify
+    from elt.sampling.select import choose
 
     out = []
     n = 1000
@@ -96,7 +97,7 @@ def selection_scaling(max_frames: int) -> list[tuple[int, float, float, float]]:
 
 
 def records_scaling(max_frames: int) -> list[tuple[int, float]]:
-    from elt.reporting.modeldevi import read_model_devi
+    from elt.data.modeldevi import read_model_devi
 
     out = []
     n = 1000
@@ -144,7 +145,7 @@ def report_scaling(max_frames: int) -> list[tuple[int, float, float]]:
 
     from elt.config import parse_workflow
     from elt.engine.loop import run_workflow
-    from elt.reporting.modeldevi import COLUMNS
+    from elt.data.modeldevi import COLUMNS
 
     out = []
     with tempfile.TemporaryDirectory() as d:

@@ -18,7 +18,7 @@ def export(run_dir: Path = typer.Argument(..., help="Run directory."),
            stress_key: str = typer.Option("stress", help="extxyz: info key of the stress (e.g. REF_stress)."),
            json_out: bool = typer.Option(False, "--json", help="Print a JSON summary.")):
     """Export the labeled data set of a run (eV, Å, eV/Å; deepmd/npy virials in eV)."""
-    from elt.data.export import export_run
+    from elt.engine.dataset import export_run
 
     summary = export_run(run_dir, fmt, out, iteration, energy_key=energy_key, forces_key=forces_key, stress_key=stress_key)
     if json_out:

@@ -9,6 +9,7 @@ from typing import Optional
 
 import typer
 
+from elt.data.layout import RunLayout
 from elt.errors import ConfigError
 
 
@@ -36,7 +37,7 @@ def report(run_dir: Path = typer.Argument(..., help="Run directory (works while 
     write_files = (not json_out) if plots is None and not html else bool(plots) or html
     written = {}
     if write_files:
-        written = write_outputs(rep, out or Path(run_dir) / "report", plots=plots is not False, html=html)
+        written = write_outputs(rep, out or RunLayout(run_dir).report_dir, plots=plots is not False, html=html)
     if json_out:
         print(json.dumps(row if row is not None else rep, indent=1, allow_nan=False))
         return

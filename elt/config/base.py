@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import PurePath
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SerializeAsAny, ValidationError
+from pydantic_core import InitErrorDetails
 
 from elt.errors import ConfigError
 
@@ -13,6 +15,37 @@ class Strict(BaseModel):
     """Base of every config section: unknown keys are errors, values are frozen once validated."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    # fields added after runs were made with this section: left out of task ids and run
+    # fingerprints while they hold their default, so an old run resumes without a refusal
+    ADDED: ClassVar[frozenset[str]] = frozenset()
+
+    def ident(self) -> dict:
+        """The section as task ids see it: ``model_dump(mode="json")`` without excluded fields and
+        without the :attr:`ADDED` fields that hold their default."""
+        out = {}
+        for name, field in type(self).model_fields.items():
+            if field.exclude:
+                continue
+            v = getattr(self, name)
+            if name in self.ADDED and v == field.get_default(call_default_factory=True):
+                continue
+            out[name] = _ident(v)
+        return out
+
+
+def _ident(v: Any) -> Any:
+    if isinstance(v, Strict):
+        return v.ident()
+    if isinstance(v, BaseModel):
+        return v.model_dump(mode="json")
+    if isinstance(v, (list, tuple)):
+        return [_ident(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): _ident(x) for k, x in v.items()}
+    if isinstance(v, PurePath):
+        return str(v)
+    return v
 
 
 def _loc(loc: tuple[Any, ...]) -> str:
@@ -33,8 +66,7 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def format_validation_error(err: ValidationError, source: str) -> ConfigError:
-    """Turn pydantic's error into a ConfigError listing field path, what was received, what is expected."""
+def _problems(err: ValidationError) -> list[str]:
     problems = []
     for e in err.errors():
         path = _loc(tuple(e.get("loc", ())))
@@ -46,7 +78,52 @@ def format_validation_error(err: ValidationError, source: str) -> ConfigError:
         elif kind == "missing":
             problems.append(f"{path}: required field is missing")
         else:
-            problems.append(f"{path}: {msg}; received {_short(received)}")
+            msg = msg.removeprefix("Value error, ")
+            problems.append(f"{path}: {msg}" + ("" if "received" in msg else f"; received {_short(received)}"))
+    return problems
+
+
+def format_validation_error(err: ValidationError, source: str) -> ConfigError:
+    """Turn pydantic's error into a ConfigError listing field path, what was received, what is expected."""
+    problems = _problems(err)
     return ConfigError(f"{source} is not valid ({len(problems)} problem{'s' if len(problems) != 1 else ''}):",
                        problems=problems,
                        hint="see workflows/ for complete examples; `elt validate FILE` checks a file")
+
+
+class PluginConfig(Strict):
+    """Base of a plugin's config section: ``kind`` names the plugin in :mod:`elt.registry`; the
+    plugin's own model (a subclass) adds its fields."""
+
+    kind: str = Field(description="Which plugin (a built-in or an installed one).")
+
+
+def plugin_section(group: str, default_kind: str | None = None):
+    """The type of a config section validated through the registry by its ``kind``: unknown kinds
+    list the known ones (installed plugins included), the plugin's model checks the rest. A bare
+    string is shorthand for ``{kind: NAME}``."""
+
+    def validate(value: Any):
+        if isinstance(value, PluginConfig):
+            return value
+        if isinstance(value, str):
+            value = {"kind": value}
+        if not isinstance(value, dict):
+            raise ValueError(f"expected a mapping with a kind (or a kind name), received {_short(value)}")
+        kind = value.get("kind", default_kind)
+        if kind is None:
+            raise ValueError("kind is missing: name the plugin, e.g. kind: " + (default_kind or "NAME"))
+        from elt import registry
+
+        try:
+            model = registry.config_model(group, kind)
+        except ConfigError as e:
+            raise ValueError(f"{e.message}; {e.hint}" + "".join(f"; {p}" for p in e.problems)) from None
+        try:
+            return model.model_validate({**value, "kind": kind})
+        except ValidationError as e:  # re-raised under the kind, as a discriminated union reports it
+            raise ValidationError.from_exception_data(e.title, [
+                InitErrorDetails(type=d["type"], loc=(kind, *d["loc"]), input=d["input"], ctx=d.get("ctx", {}))
+                for d in e.errors()]) from None
+
+    return Annotated[SerializeAsAny[PluginConfig], BeforeValidator(validate)]

@@ -12,20 +12,29 @@ from pydantic import Field, TypeAdapter, ValidationError, field_validator, model
 
 from elt.config.base import Strict, format_validation_error
 from elt.errors import ConfigError
+from elt.records import ExecSettings
 
 TASK_KINDS = ("train", "explore", "label")
 
 
-class LocalProfile(Strict):
+class LabelExec(Strict):
+    """How label tasks start the reference code on this cluster (one definition for every profile)."""
+
+    label_threads: int = Field(1, ge=1, description="OMP threads a DFT label task may use.")
+    label_command: Optional[str] = Field(None, description="DFT program command of label tasks (CP2K: default cp2k.psmp; a full path works).")
+    launcher: Optional[str] = Field(None, description="Launcher prefix of the DFT program, e.g. 'mpirun -n 2'.")
+
+    def exec_settings(self) -> ExecSettings:
+        return ExecSettings(threads=self.label_threads, launcher=self.launcher, command=self.label_command)
+
+
+class LocalProfile(LabelExec):
     """A Dask LocalCluster of worker processes on this machine."""
 
     kind: Literal["local"] = Field("local", description="Local worker processes.")
     n_workers: Optional[int] = Field(None, ge=1, description="Worker processes; default: the number of CPU cores.")
     threads_per_worker: int = Field(1, ge=1, description="Threads per worker process (1 is fastest for these tasks).")
     memory_limit: str = Field("auto", description="Memory limit per worker (Dask syntax, e.g. '4GB', or 'auto').")
-    label_threads: int = Field(1, ge=1, description="OMP threads a DFT label task may use.")
-    label_command: Optional[str] = Field(None, description="DFT program command of label tasks (CP2K: default cp2k.psmp; a full path works).")
-    launcher: Optional[str] = Field(None, description="Launcher prefix of the DFT program, e.g. 'mpirun -n 2'.")
     dashboard: bool = Field(False, description="Start Dask's dashboard (on a free port).")
 
     def workers(self) -> int:
@@ -88,6 +97,9 @@ class SlurmPool(Strict):
     lifetime_margin: Optional[int] = Field(None, ge=0, description="Seconds before the walltime at which "
                                            "workers retire (± half of it, staggered); default: 10% of the "
                                            "walltime, at least 60 s and at most 900 s.")
+
+    def exec_settings(self) -> ExecSettings:
+        return ExecSettings(threads=self.threads_per_task, launcher=self.launcher, command=self.label_command)
 
     @field_validator("kinds")
     @classmethod
@@ -206,14 +218,11 @@ class SlurmProfile(Strict):
         raise KeyError(kind)
 
 
-class AddressProfile(Strict):
+class AddressProfile(LabelExec):
     """Connect to a Dask scheduler that is already running."""
 
     kind: Literal["address"] = Field(description="An existing Dask scheduler.")
     address: str = Field(description="Scheduler address, e.g. tcp://10.0.0.5:8786")
-    label_threads: int = Field(1, ge=1, description="OMP threads of a DFT label task.")
-    label_command: Optional[str] = Field(None, description="DFT program command of label tasks (CP2K: default cp2k.psmp).")
-    launcher: Optional[str] = Field(None, description="Launcher prefix of the DFT program, e.g. 'mpirun -n 2'.")
 
 
 ClusterProfile = Annotated[Union[LocalProfile, SlurmProfile, AddressProfile], Field(discriminator="kind")]

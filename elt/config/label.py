@@ -13,13 +13,16 @@ from typing import Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
-from elt.config.base import Strict
+from elt.config.base import PluginConfig
 
 # dispersion corrections PySCF offers (through the pyscf-dispersion package)
 PYSCF_DISPERSION = ("d3bj", "d3zero", "d3bjm", "d3zerom", "d3op", "d4")
 
 
-class _LabelCommon(Strict):
+class LabelBase(PluginConfig):
+    """Base of every label section (built-in or a plugin's): the failure policy the engine applies
+    to any labeler. A labeler plugin's config model subclasses this with its own ``kind``."""
+
     max_failed_fraction: float = Field(
         0.5, ge=0.0, le=1.0,
         description="The campaign stops when more than this fraction of one iteration's labels fail.")
@@ -28,14 +31,23 @@ class _LabelCommon(Strict):
         description="How often an infrastructure failure (killed, time limit, binary missing) is retried; "
                     "physics failures (SCF not converged) are not retried this way.")
 
+    def with_base_dir(self, base_dir: Path) -> "LabelBase":
+        """This section with its file paths made absolute (relative paths are relative to the workflow file)."""
+        return self
 
-class EMTLabel(_LabelCommon):
+    def input_files(self) -> list[Path]:
+        """Files whose content is part of the method (an input template): their text enters the
+        label task ids, so editing one labels again."""
+        return []
+
+
+class EMTLabel(LabelBase):
     """ASE's EMT potential as a cheap oracle (Al, Cu, Ag, Au, Ni, Pd, Pt; H, C, N, O roughly)."""
 
     kind: Literal["emt"] = Field("emt", description="ASE's effective medium theory: fast, for tests and demos.")
 
 
-class PySCFLabel(_LabelCommon):
+class PySCFLabel(LabelBase):
     """DFT (or HF) with PySCF. Molecules (frames with no periodic direction) are all-electron by
     default; periodic cells (all three directions periodic) use GTH pseudopotentials, at the gamma
     point (multigrid) or on a k-mesh. Energies in Hartree and gradients in Hartree/Bohr are
@@ -101,7 +113,7 @@ class PySCFLabel(_LabelCommon):
         return self
 
 
-class CP2KLabel(_LabelCommon):
+class CP2KLabel(LabelBase):
     """DFT with the cp2k.psmp binary (Quickstep, GPW), RUN_TYPE ENERGY_FORCE.
 
     Molecules (frames with no periodic direction) are put in an orthorhombic box, centred, and
@@ -133,6 +145,14 @@ class CP2KLabel(_LabelCommon):
     vacuum: float = Field(6.0, gt=0, description="Vacuum (Å) on each side of a molecule whose frame has no cell.")
     time_limit: Optional[float] = Field(
         None, gt=0, description="Seconds after which one CP2K run is killed (an infrastructure failure, retried); None: no limit.")
+
+    def with_base_dir(self, base_dir: Path) -> "CP2KLabel":
+        if self.template is None or Path(self.template).expanduser().is_absolute():
+            return self
+        return self.model_copy(update={"template": Path(base_dir) / Path(self.template).expanduser()})
+
+    def input_files(self) -> list[Path]:
+        return [Path(self.template)] if self.template is not None else []
 
     @field_validator("xc", "basis", "potential", "basis_file", "potential_file")
     @classmethod

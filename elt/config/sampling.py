@@ -1,6 +1,7 @@
-"""Config sections of biased exploration and smarter selection: uncertainty bias (udd | hal |
-flatten), metadynamics on collective variables (optionally confidence-switched), what a biased
-walker does past trust_hi, and the adaptive lower trust level."""
+"""Config sections of exploration and smarter selection: the explorer (the MD engine, a plugin
+kind), uncertainty bias (udd | hal | flatten), metadynamics on collective variables (optionally
+confidence-switched), what a biased walker does past trust_hi, and the adaptive lower trust
+level."""
 
 from __future__ import annotations
 
@@ -8,7 +9,15 @@ from typing import Annotated, Literal, Optional, Union
 
 from pydantic import Field, field_validator, model_validator
 
-from elt.config.base import Strict
+from elt.config.base import PluginConfig, Strict
+
+
+# ---------------------------------------------------------------- explorer
+class AseExplorer(PluginConfig):
+    """The reference explorer: each walker runs alone in its task with ASE's integrators (Langevin,
+    velocity Verlet, Berendsen NPT) and the ensemble as an ASE calculator."""
+
+    kind: Literal["ase"] = Field("ase", description="ASE molecular dynamics, one walker per task.")
 
 
 # ---------------------------------------------------------------- uncertainty bias

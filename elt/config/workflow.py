@@ -10,9 +10,9 @@ from typing import Annotated, Any, Literal, Optional, Union
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from elt.config.base import Strict, format_validation_error
-from elt.config.label import CP2KLabel, EMTLabel, PySCFLabel
-from elt.config.sampling import BIASED_BEYOND_HI, AdaptiveLo, BeyondHi, Bias, MetadConfig
+from elt.config.base import Strict, format_validation_error, plugin_section
+from elt.config.label import EMTLabel
+from elt.config.sampling import BIASED_BEYOND_HI, AdaptiveLo, AseExplorer, BeyondHi, Bias, MetadConfig
 from elt.config.train import TrainConfig
 from elt.errors import ConfigError
 
@@ -76,7 +76,12 @@ class SystemConfig(Strict):
 
 
 # ---------------------------------------------------------------- explore
+ExplorerSection = plugin_section("explorer", "ase")  # ase or an installed explorer plugin
+
+
 class StageConfig(Strict):
+    ADDED = frozenset({"explorer"})
+
     name: Optional[str] = Field(None, description="Label of the stage in reports.")
     temperatures: list[float] = Field(default_factory=lambda: [300.0], min_length=1, description="Temperatures (K); one walker set per value.")
     pressures: Optional[list[float]] = Field(None, description="Pressures (GPa) for npt; one walker set per temperature×pressure.")
@@ -93,10 +98,11 @@ class StageConfig(Strict):
     trust_lo: Optional[float] = Field(None, gt=0, description="Override select.trust_lo for this stage (eV/Å).")
     trust_hi: Optional[float] = Field(None, gt=0, description="Override select.trust_hi for this stage (eV/Å).")
     max_energy_jump: Optional[float] = Field(1.0, gt=0, description="A walker stops (energy_spike) when its unbiased potential energy changes by more than this per atom between two recorded frames (eV/atom); null: no check.")
-    bias: Optional[Bias] = Field(None, description="Uncertainty-driven bias of the walkers (kind udd or hal); null: plain MD.")
+    bias: Optional[Bias] = Field(None, description="Bias of the walkers: kind udd or hal (uncertainty-driven) or flatten (the seeds' flattening); null: plain MD.")
     metad: Optional[MetadConfig] = Field(None, description="Metadynamics on collective variables (Gaussian hills); null: none.")
     save_frames: bool = Field(False, description="Write every recorded frame of each walker to frames.extxyz in its task folder (for analysis; off by default: trajectories are large).")
     beyond_hi: Optional[BeyondHi] = Field(None, description="What a walker does at a frame at or above trust_hi when stop_at_failed is true (stop, continue for some steps, or restart from its last frame below trust_hi); such frames are never labeled. null: stop for plain MD; for stages with a bias or metad, " + BIASED_BEYOND_HI.summary() + ".")
+    explorer: ExplorerSection = Field(default_factory=AseExplorer, description="The MD engine of the walkers: a mapping with its kind (ase: the reference, one walker per task) and that explorer's settings; a bare name is short for {kind: NAME}.")
 
     @model_validator(mode="after")
     def _check(self):
@@ -160,7 +166,7 @@ class EvaluateConfig(Strict):
     steps: int = Field(400, ge=1, description="MD steps of the test walker; the frames are spread evenly over them.")
 
 
-LabelSection = Annotated[Union[EMTLabel, PySCFLabel, CP2KLabel], Field(discriminator="kind")]
+LabelSection = plugin_section("labeler", "emt")  # emt, pyscf, cp2k or an installed labeler plugin
 
 
 class Workflow(Strict):
@@ -173,7 +179,7 @@ class Workflow(Strict):
     train: TrainConfig = Field(default_factory=TrainConfig, description="Ensemble training.")
     explore: ExploreConfig = Field(default_factory=ExploreConfig, description="Exploration stages.")
     select: SelectConfig = Field(default_factory=SelectConfig, description="Trust levels and label budget.")
-    label: LabelSection = Field(default_factory=EMTLabel, description="Reference method (emt, pyscf, cp2k).")
+    label: LabelSection = Field(default_factory=EMTLabel, description="Reference method: a mapping with its kind (emt, pyscf, cp2k, or an installed labeler plugin) and that method's settings.")
     converge: ConvergeConfig = Field(default_factory=ConvergeConfig, description="Stopping rule.")
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig, description="Final test of the trained ensemble on fresh labeled frames.")
     cluster: Union[str, dict, None] = Field(None, description="Cluster profile: a name (local, slurm), a path to a YAML, or an inline mapping.")
@@ -192,6 +198,8 @@ class Workflow(Strict):
 
 
 def _jsonable(obj: Any):
+    if hasattr(obj, "ident"):
+        return obj.ident()
     if hasattr(obj, "model_dump"):
         return obj.model_dump(mode="json")
     return obj

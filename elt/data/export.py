@@ -1,8 +1,5 @@
-"""Export a run's labeled data set: extxyz (ASE, MACE, NequIP) or DeePMD's deepmd/npy (dpdata,
-DeePMD-kit).
-
-The data set of a run is ``data/imported.extxyz``, ``data/init.extxyz`` and one
-``data/iter_NNN.extxyz`` per finished iteration (as recorded in ``state.db``). Units: eV, Å, eV/Å;
+"""Labeled frames to other codes' formats: extxyz (ASE, MACE, NequIP) or DeePMD's deepmd/npy
+(dpdata, DeePMD-kit). A whole run's data set: :mod:`elt.engine.dataset`. Units: eV, Å, eV/Å;
 deepmd/npy virials in eV (``virial = -stress * volume``, ASE's stress sign).
 """
 
@@ -17,43 +14,8 @@ from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.stress import voigt_6_to_full_3x3_stress
 
-from elt.data.frames import atomic_write_text, chemical_elements, frames_to_extxyz, has_labels, labels_of, read_frames
+from elt.data.frames import atomic_write_text, chemical_elements, frames_to_extxyz, has_labels, labels_of
 from elt.errors import ConfigError, SetupError
-
-INITIAL_FILES = ("imported.extxyz", "init.extxyz")
-
-
-def run_data_files(run_dir: Path, iteration: Optional[int] = None) -> list[Path]:
-    """The labeled data files of a run in order; with ``iteration``, those of the initial data and
-    of iterations 0..iteration (inclusive)."""
-    from elt.engine.state import open_readonly
-
-    run_dir = Path(run_dir)
-    with open_readonly(run_dir) as st:
-        records = st.iterations()
-    if iteration is not None and not (0 <= iteration < len(records)):
-        raise ConfigError(f"--iteration {iteration} is out of range: {run_dir} has {len(records)} finished iteration(s)",
-                          hint=f"use 0..{len(records) - 1}, or leave it out to export everything" if records
-                          else "no iteration has finished yet; leave --iteration out to export the initial data")
-    files = [run_dir / "data" / n for n in INITIAL_FILES if (run_dir / "data" / n).exists()]
-    for r in records:
-        if iteration is not None and r["iteration"] > iteration:
-            break
-        # the file by its name in this run directory (the run may have been copied or moved)
-        p = run_dir / "data" / Path(r["data_file"]).name
-        files.append(p if p.exists() else Path(r["data_file"]))
-    missing = [str(p) for p in files if not p.exists()]
-    if missing:
-        raise SetupError(f"labeled data files of {run_dir} are missing: {', '.join(missing)}")
-    return files
-
-
-def load_run_frames(run_dir: Path, iteration: Optional[int] = None) -> list[Atoms]:
-    frames: list[Atoms] = []
-    for f in run_data_files(run_dir, iteration):
-        frames.extend(read_frames(f))
-    return frames
-
 
 # ------------------------------------------------------------------ extxyz
 def relabel_keys(frames: Sequence[Atoms], energy_key: str = "energy", forces_key: str = "forces",
@@ -150,27 +112,3 @@ def write_deepmd_npy(frames: Sequence[Atoms], out: Path, type_map: Optional[Sequ
                 np.save(sd / "virial.npy", virial[sl])
         dirs.append(d)
     return dirs
-
-
-# ------------------------------------------------------------------ a run
-FORMATS = ("extxyz", "deepmd-npy")
-
-
-def export_run(run_dir: Path, fmt: str, out: Path, iteration: Optional[int] = None,
-               energy_key: str = "energy", forces_key: str = "forces", stress_key: str = "stress") -> dict:
-    """Export a run's labeled data (up to ``iteration`` inclusive). Returns a summary dict."""
-    if fmt not in FORMATS:
-        raise ConfigError(f"unknown export format {fmt!r}", hint=f"use one of {', '.join(FORMATS)}")
-    files = run_data_files(run_dir, iteration)
-    frames = [a for f in files for a in read_frames(f)]
-    if not frames:
-        raise SetupError(f"{run_dir} has no labeled frames to export yet")
-    all_elements = chemical_elements(load_run_frames(run_dir))  # one type map for every export of the run
-    if fmt == "extxyz":
-        if Path(out).is_dir():
-            raise ConfigError(f"{out} is a folder", hint="give a file name, e.g. -o data.extxyz")
-        paths = [write_extxyz(frames, out, energy_key=energy_key, forces_key=forces_key, stress_key=stress_key)]
-    else:
-        paths = write_deepmd_npy(frames, out, type_map=all_elements)
-    return {"format": fmt, "frames": len(frames), "files": [str(f) for f in files],
-            "written": [str(p) for p in paths], "elements": all_elements}

@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
-from elt.labeling.base import ExecSettings
+from elt.records import ExecSettings
 
 
 class Cluster(ABC):
@@ -40,9 +40,7 @@ class Cluster(ABC):
         return {}
 
     def exec_settings(self, kind: str = "label") -> ExecSettings:
-        p = self.profile
-        return ExecSettings(threads=getattr(p, "label_threads", 1), launcher=getattr(p, "launcher", None),
-                            command=getattr(p, "label_command", None))
+        return self.profile.exec_settings()
 
     def describe(self) -> str:
         return type(self).__name__

@@ -32,7 +32,7 @@ from typing import Any, Optional
 from elt.dispatch.base import Cluster
 from elt.dispatch.slurm_pools import PoolScaler, pool_resource
 from elt.errors import ConfigError, DispatchError
-from elt.labeling.base import ExecSettings
+from elt.records import ExecSettings
 from elt.registry import register
 
 log = logging.getLogger(__name__)
@@ -251,8 +251,7 @@ class SlurmDaskCluster(Cluster):
         return {"resources": {pool_resource(self.pool_for(kind)): 1}}
 
     def exec_settings(self, kind: str = "label") -> ExecSettings:
-        pool = self.profile.pools[self.pool_for(kind)]
-        return ExecSettings(threads=pool.threads_per_task, launcher=pool.launcher, command=pool.label_command)
+        return self.profile.pools[self.pool_for(kind)].exec_settings()
 
     @property
     def scheduler_address(self) -> Optional[str]:

@@ -9,6 +9,7 @@ import sqlite3
 from pathlib import Path
 from typing import Optional
 
+from elt.data.layout import INITIAL_FILES, RunLayout
 from elt.engine.state import STATE_FILE, RunState, open_readonly
 from elt.errors import ConfigError, StateError
 
@@ -31,15 +32,16 @@ def branch_run(wf, from_run: Optional[Path], from_iteration: Optional[int], run_
         dst = sqlite3.connect(str(run_dir / STATE_FILE))
         old.db.backup(dst)
         dst.close()
-    (run_dir / "data").mkdir(exist_ok=True)
-    for name in ("imported.extxyz", "init.extxyz"):
-        src = from_run / "data" / name
+    layout, old_layout = RunLayout(run_dir), RunLayout(from_run)
+    layout.data_dir.mkdir(exist_ok=True)
+    for name in INITIAL_FILES:
+        src = old_layout.data_dir / name
         if src.exists():
-            shutil.copy2(src, run_dir / "data" / name)
+            shutil.copy2(src, layout.data_dir / name)
     with RunState(run_dir) as new:
         new.delete_iterations_from(from_iteration)
         for r in recs[:from_iteration]:
-            dst_file = run_dir / "data" / Path(r["data_file"]).name
+            dst_file = layout.data_dir / Path(r["data_file"]).name
             shutil.copy2(r["data_file"], dst_file)
             r["data_file"] = str(dst_file)
             new.record_iteration(r["iteration"], r)

@@ -8,6 +8,8 @@ from typing import Any
 
 
 def _canon(obj: Any):
+    if hasattr(obj, "ident"):  # config sections and records: their content for ids
+        return obj.ident()
     if hasattr(obj, "model_dump"):
         return obj.model_dump(mode="json")
     if isinstance(obj, (list, tuple)):

@@ -19,17 +19,20 @@ import numpy as np
 
 from elt import registry
 from elt.config.cluster import load_profile
-from elt.data.frames import (FRAME_ID, atomic_write_bytes, ITERATION, SOURCE, STEP, chemical_elements, frame_hash, labels_of,
+from elt.data.frames import (FRAME_ID, atomic_write_bytes, ITERATION, SOURCE, STEP, chemical_elements, frame_hash,
                              read_frames, write_frames)
 from elt.data.io import read_initial_data
+from elt.data.layout import RunLayout
 from elt.data.structures import perturbed_copies, start_structures
 from elt.dispatch.base import open_cluster
 from elt.engine import tasks
+from elt.engine.evaluation import ensemble_errors, fresh_test_frames
 from elt.engine.ids import content_id, derive_seed
 from elt.engine.plan import Position, advance, is_stuck, replay, stage_threshold
 from elt.engine.runner import Outcome, Reporter, TaskRunner, TaskSpec
 from elt.engine.state import RunLock, RunState
 from elt.errors import CalculationError, CampaignError, ConfigError, SetupError, StateError
+from elt.records import ExploreResult, SelectionLevels, TrainResult, WalkerSpec
 from elt.sampling.select import adaptive_lo, cap_per_group, choose
 
 log = logging.getLogger(__name__)
@@ -100,7 +103,7 @@ class Campaign:
         self.run_dir = Path(run_dir)
         self.profile = profile if profile is not None else load_profile(wf.cluster, wf.base_dir)
         self.reporter = reporter or Reporter()
-        self.data_dir = self.run_dir / "data"
+        self.layout = RunLayout(self.run_dir)
 
     # ------------------------------------------------------------------ setup
     def prepare(self):
@@ -118,9 +121,7 @@ class Campaign:
             self.elements = sorted(wf.system.elements)
         else:
             self.elements = found
-        self.label_cfg = wf.label
-        if getattr(wf.label, "template", None) is not None:  # relative to the workflow file
-            self.label_cfg = wf.label.model_copy(update={"template": wf.resolve(wf.label.template)})
+        self.label_cfg = wf.label.with_base_dir(wf.base_dir)  # paths relative to the workflow file
         self.label_exec = open_cluster(self.profile, self.run_dir).exec_settings("label")
         kinds = {bool(a.pbc.all()) for a in self.structures}
         periodic = kinds.pop() if len(kinds) == 1 else None
@@ -155,7 +156,7 @@ class Campaign:
         wf = self.wf
         files = []
         if self.imported:
-            p = self.data_dir / "imported.extxyz"
+            p = self.layout.imported_data
             frames = []
             for a in self.imported:
                 a.info.update({FRAME_ID: frame_hash(a), ITERATION: -1, SOURCE: "imported"})
@@ -165,7 +166,7 @@ class Campaign:
             files.append(str(p))
         n = max(0, wf.system.n_initial - len(self.imported))
         if n:
-            p = self.data_dir / "init.extxyz"
+            p = self.layout.initial_data
             if not p.exists():
                 seed = derive_seed(wf.seed, "init")
                 frames = perturbed_copies(self.structures, n, wf.system.perturb_positions, wf.system.perturb_cell, seed)
@@ -206,8 +207,9 @@ class Campaign:
             o = bad[0]
             raise CalculationError(f"training {o.spec.name} of iteration {it} failed: {(o.result or {}).get('message') or o.error}",
                                    hint=f"see {o.spec.task_dir}; rerun `elt run` to retry (finished members are kept)")
-        members = [o.result["checkpoint"] for o in outs]
-        metrics = _mean_metrics([o.result["metrics"] for o in outs])
+        done = [TrainResult.model_validate(o.result) for o in outs]
+        members = [r.checkpoint for r in done]
+        metrics = _mean_metrics([r.metrics for r in done])
         return members, metrics
 
     def _walkers(self, it: int, stage_index: int):
@@ -228,22 +230,23 @@ class Campaign:
         sel = self._select_levels(stage_index)
         specs = []
         for wid, a, T, P, seed in self._walkers(it, stage_index):
-            walker = {"id": wid, "temperature": T, "pressure": P, "seed": seed, "iteration": it}
+            walker = WalkerSpec(id=wid, temperature=T, pressure=P, seed=seed, iteration=it)
             tid = content_id("explore", st, sel, members, frame_hash(a), walker)
             specs.append(TaskSpec(tid, "explore", it, tasks.explore_task, self._task_dir(it, "explore", wid, tid),
                                   (walker, a, members, wf.train.kind, st, sel, wf.explore.threads), wid))
         phase = f"iteration {it}: explore (stage {stage_index})" + (" + label" if follow else "")
         return runner.run(specs, phase, follow)
 
-    def _select_levels(self, stage_index: int) -> dict:
+    def _select_levels(self, stage_index: int) -> SelectionLevels:
         wf = self.wf
         st = wf.explore.stages[stage_index]
-        lv = {"lo": st.trust_lo or wf.select.trust_lo, "hi": st.trust_hi or wf.select.trust_hi,
-              "elo": wf.select.energy_trust_lo, "ehi": wf.select.energy_trust_hi,
-              "max_per_walker": wf.select.max_per_walker, "strategy": wf.select.strategy}
+        lv = SelectionLevels(lo=st.trust_lo or wf.select.trust_lo, hi=st.trust_hi or wf.select.trust_hi,
+                             elo=wf.select.energy_trust_lo, ehi=wf.select.energy_trust_hi,
+                             max_per_walker=wf.select.max_per_walker, strategy=wf.select.strategy)
         if wf.select.adaptive_lo is not None:
             # walkers keep every frame below hi as a potential candidate; the driver sets lo
-            lv.update(lo=0.0, elo=0.0 if lv["ehi"] is not None else None, max_per_walker=None)
+            lv = lv.model_copy(update={"lo": 0.0, "elo": 0.0 if lv.ehi is not None else None,
+                                       "max_per_walker": None})
         return lv
 
     def _pool_features(self, walks: list[Outcome], pool: list) -> np.ndarray:
@@ -252,21 +255,21 @@ class Campaign:
         rows = []
         for _, wi, c in pool:
             if wi not in files:
-                files[wi] = np.load(walks[wi].result["features_file"])
-            rows.append(files[wi][c["index"]])
+                files[wi] = np.load(_explored(walks[wi]).features_file)
+            rows.append(files[wi][c.index])
         return np.asarray(rows).reshape(len(rows), -1)
 
     def _label_specs(self, frames: list, it: int) -> list[TaskSpec]:
         wf = self.wf
         exec_settings = self.cluster.exec_settings("label")
-        template = getattr(self.label_cfg, "template", None)
-        template_hash = content_id(Path(template).read_text()) if template is not None else None
+        inputs = [Path(f).read_text() for f in self.label_cfg.input_files()]
+        template_hash = content_id(*inputs) if inputs else None
         specs = []
         for a in frames:
             fid = a.info.get(FRAME_ID) or frame_hash(a)
             tid = content_id("label", wf.label, template_hash, fid)
             specs.append(TaskSpec(tid, "label", it, tasks.label_task,
-                                  self.run_dir / "label" / f"{tid}",
+                                  self.layout.label_dir(tid),
                                   (a, self.label_cfg, exec_settings, wf.label.retries), fid))
         return specs
 
@@ -305,20 +308,21 @@ class Campaign:
         quota = -(-wf.select.max_candidates // max(n_walkers, 1))
 
         def follow(o: Outcome) -> list[TaskSpec]:
-            if o.status != "done" or not o.result["candidates"]:
+            if o.status != "done" or not _explored(o).candidates:
                 return []
-            devs = np.array([c["max_devi_f"] for c in o.result["candidates"]])
+            res = _explored(o)
+            devs = np.array([c.max_devi_f for c in res.candidates])
             rng = np.random.default_rng(derive_seed(wf.seed, "select", it, o.spec.name))
             idx = choose(devs, quota, wf.select.strategy, rng)
-            frames = read_frames(Path(o.result["candidates_file"]))
-            return self._label_specs(self._fresh([frames[o.result["candidates"][i]["index"]] for i in idx], seen), it)
+            frames = read_frames(Path(res.candidates_file))
+            return self._label_specs(self._fresh([frames[res.candidates[i].index] for i in idx], seen), it)
 
         seen: set = set()
 
         return follow
 
     def _task_dir(self, it: int, kind: str, name: str, tid: str) -> Path:
-        return self.run_dir / f"iter_{it:03d}" / kind / f"{name}-{tid[:8]}"
+        return self.layout.task_dir(it, kind, name, tid)
 
     # ------------------------------------------------------------------ the loop
     def run(self) -> RunSummary:
@@ -371,7 +375,7 @@ class Campaign:
         """Copy the final members to RUN_DIR/model/member_I.pt (what elt.load_potential takes)."""
         out = []
         for i, m in enumerate(members):
-            dst = self.run_dir / "model" / f"member_{i}.pt"
+            dst = self.layout.model_member(i)
             atomic_write_bytes(dst, Path(m).read_bytes())
             out.append(str(dst))
         return out
@@ -388,27 +392,28 @@ class Campaign:
             if o.status != "done":
                 walker_failures.append({"walker": o.spec.name, "message": (o.result or {}).get("message") or o.error})
                 continue
-            r = o.result
+            r = _explored(o)
             for k in counts:
-                counts[k] += r["counts"][k]
-            stop_reasons[r["stop_reason"]] = stop_reasons.get(r["stop_reason"], 0) + 1
-            for c in r["candidates"]:
-                pool.append((c["max_devi_f"], wi, c))
+                counts[k] += r.counts[k]
+            stop_reasons[r.stop_reason] = stop_reasons.get(r.stop_reason, 0) + 1
+            for c in r.candidates:
+                pool.append((c.max_devi_f, wi, c))
         if walker_failures and len(walker_failures) == len(walks):
             raise CalculationError(f"every exploration walker of iteration {it} failed: {walker_failures[0]['message']}",
                                    hint="see the explore/ task folders of this iteration; rerun `elt run` to retry")
         return counts, stop_reasons, pool, walker_failures
 
-    def _select(self, walks: list[Outcome], pool: list, counts: dict, lv: dict, it: int):
+    def _select(self, walks: list[Outcome], pool: list, counts: dict, lv: SelectionLevels, it: int):
         """The frames to label among all walkers' candidates (adaptive lo, per-walker cap, budget,
-        strategy); updates ``counts`` and ``lv['lo']`` under the adaptive lo. Returns the frames and
-        the candidate pool in force."""
+        strategy); updates ``counts`` under the adaptive lo. Returns the frames, the candidate pool
+        in force and the levels in force (lo set by the adaptive lo)."""
         wf = self.wf
         rng = np.random.default_rng(derive_seed(wf.seed, "select", it))
         feats = self._pool_features(walks, pool) if wf.select.strategy == "fps" and pool else None
         ad = wf.select.adaptive_lo
         if ad is not None:  # re-classify every frame below hi with the adaptive lo
-            lv["lo"], keep = adaptive_lo(np.array([p[0] for p in pool]), ad.candidates, ad.fraction, ad.lo_min, lv["hi"])
+            lo, keep = adaptive_lo(np.array([p[0] for p in pool]), ad.candidates, ad.fraction, ad.lo_min, lv.hi)
+            lv = lv.model_copy(update={"lo": lo})
             counts["accurate"], counts["candidate"] = len(pool) - len(keep), len(keep)
             pool, feats = [pool[i] for i in keep], (feats[keep] if feats is not None else None)
             keep = cap_per_group([p[1] for p in pool], np.array([p[0] for p in pool]), wf.select.max_per_walker,
@@ -420,9 +425,9 @@ class Campaign:
         for idx in chosen:
             _, wi, c = pool[idx]
             if wi not in cache:
-                cache[wi] = read_frames(Path(walks[wi].result["candidates_file"]))
-            frames.append(cache[wi][c["index"]])
-        return self._fresh(frames, set()), pool
+                cache[wi] = read_frames(Path(_explored(walks[wi]).candidates_file))
+            frames.append(cache[wi][c.index])
+        return self._fresh(frames, set()), pool, lv
 
     def _check_failed_fraction(self, n: int, failed: list[dict], it: int) -> None:
         wf = self.wf
@@ -455,7 +460,7 @@ class Campaign:
         lv = self._select_levels(si)
         frames = []
         if streamed is None:
-            frames, pool = self._select(walks, pool, counts, lv, it)
+            frames, pool, lv = self._select(walks, pool, counts, lv, it)
         t3 = time.perf_counter()
         if streamed is not None:  # labeled while exploring, in walker order
             labeled, failed = self._label_results(streamed)
@@ -464,7 +469,7 @@ class Campaign:
             labeled, failed = self._label(runner, frames, it, f"iteration {it}: label")
         t4 = time.perf_counter()
         self._check_failed_fraction(len(frames), failed, it)
-        data_file = self.data_dir / f"iter_{it:03d}.extxyz"
+        data_file = self.layout.iteration_data(it)
         write_frames(data_file, labeled)
         self.known.update(a.info.get(FRAME_ID) for a in labeled)
         self.n_data += len(labeled)
@@ -475,7 +480,7 @@ class Campaign:
         return {
             "iteration": it, "stage": si, "stage_name": st.name or f"stage {si}",
             "temperatures": st.temperatures, "pressures": st.pressures,
-            "trust_lo": lv["lo"], "trust_hi": lv["hi"],
+            "trust_lo": lv.lo, "trust_hi": lv.hi, "energy_trust_lo": lv.elo, "energy_trust_hi": lv.ehi,
             "walkers": len(walks), "walker_failures": walker_failures, "frames": total, **counts,
             "accurate_ratio": ratio,
             "candidate_ratio": counts["candidate"] / total if total else 0.0,
@@ -495,11 +500,12 @@ class Campaign:
         ev = wf.evaluate
         st = wf.explore.stages[-1]
         T = ev.temperature or max(st.temperatures)
-        walker = {"id": "test", "temperature": T, "pressure": (st.pressures or [None])[0],
-                  "seed": derive_seed(wf.seed, "test"), "iteration": it}
+        walker = WalkerSpec(id="test", temperature=T, pressure=(st.pressures or [None])[0],
+                            seed=derive_seed(wf.seed, "test"), iteration=it)
         test_stage = st.model_copy(update={"steps": ev.steps, "record_every": max(1, ev.steps // ev.frames),
                                            "stop_at_failed": False, "bias": None, "metad": None})
-        sel = {"lo": 0.0, "hi": float("inf"), "max_per_walker": ev.frames, "strategy": "random"}
+        # every recorded frame is a candidate: those already in the data set are left out below
+        sel = SelectionLevels(lo=0.0, hi=float("inf"), strategy="random")
         a = self.structures[0]
         tid = content_id("evaluate", test_stage, members, frame_hash(a), walker)
         [o] = runner.run([TaskSpec(tid, "explore", it, tasks.explore_task, self._task_dir(it, "evaluate", "md", tid),
@@ -507,20 +513,17 @@ class Campaign:
                          "final test: MD")
         if o.status != "done":
             return {"error": (o.result or {}).get("message") or o.error}
-        frames = read_frames(Path(o.result["candidates_file"]))[: ev.frames]
+        frames = fresh_test_frames(read_frames(Path(_explored(o).candidates_file)), self.known, ev.frames)
         labeled, failed = self._label(runner, frames, it, "final test: label")
         if not labeled:
             return {"error": "every test label failed", "failures": failed}
         pot = registry.get("potential", wf.train.kind).load_ensemble([Path(m) for m in members])
-        ferr, eerr, devs = [], [], []
-        for a in labeled:
-            e_ref, f_ref, _ = labels_of(a)
-            p = pot.predict(a)
-            ferr.append((p.forces.mean(axis=0) - f_ref).ravel())
-            eerr.append((p.energies.mean() - e_ref) / len(a))
-        ferr = np.concatenate(ferr)
-        return {"frames": len(labeled), "temperature": T, "rmse_f": float(np.sqrt(np.mean(ferr**2))),
-                "rmse_e": float(np.sqrt(np.mean(np.square(eerr)))), "labels_failed": len(failed)}
+        return {**ensemble_errors(pot, labeled), "temperature": T, "labels_failed": len(failed)}
+
+
+def _explored(o: Outcome) -> ExploreResult:
+    """The typed result of a finished exploration task (stored results of earlier runs included)."""
+    return ExploreResult.model_validate(o.result)
 
 
 def _mean_metrics(ms: list[dict]) -> dict:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from elt.data.layout import RunLayout
 from elt.engine.state import RunState
 from elt.engine.tasks import run_in_dir
 
@@ -142,7 +143,7 @@ class TaskRunner:
                     finish(s, Outcome(s, rec["status"], rec["result"], reused=True))
                     continue
                 fut = client.submit(run_in_dir, s.fn, str(s.task_dir), *s.args, key=f"{s.kind}-{s.id}",
-                                    journal_file=str(self.state.run_dir / "journal.log"), tag=f"{s.kind}:{s.id}",
+                                    journal_file=str(RunLayout(self.state.run_dir).journal), tag=f"{s.kind}:{s.id}",
                                     pure=False, **self.cluster.submit_options(s.kind))
                 futures[fut] = s
                 submitted[s.id] = time.perf_counter()

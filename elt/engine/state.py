@@ -21,11 +21,12 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
+from elt.data.layout import RunLayout
 from elt.errors import StateError
 
 FORMAT_VERSION = 1
-STATE_FILE = "state.db"
-LOCK_FILE = "driver.lock"
+STATE_FILE = RunLayout(Path(".")).state_db.name
+LOCK_FILE = RunLayout(Path(".")).lock.name
 
 
 class RunState:

@@ -17,10 +17,8 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-import numpy as np
-
-from elt.data.frames import (FRAME_ID, ITERATION, MAX_DEVI_F, PRED_ENERGY, PRED_FORCES, SOURCE, STEP,
-                             atomic_write_text, attach_labels, frame_hash, read_frames, write_frames)
+from elt.data.frames import atomic_write_text, attach_labels, read_frames, write_frames
+from elt.records import LabelResult, TrainResult
 
 RESULT = "result.json"
 
@@ -86,7 +84,7 @@ def train_task(task_dir: Path, data_files: list[str], train_cfg, elements: list[
     out = Path(task_dir) / f"member_{member}.pt"
     metrics = plugin.train_member(frames, train_cfg, list(elements), member, seed, out,
                                   Path(init_path) if init_path else None)
-    return {"checkpoint": str(out), "metrics": metrics, "member": member}
+    return TrainResult(checkpoint=str(out), metrics=metrics, member=member).model_dump(mode="json")
 
 
 # ------------------------------------------------------------------ explore
@@ -97,84 +95,20 @@ def _ensemble(kind: str, member_paths: tuple[str, ...], precision: Optional[str]
     return registry.get("potential", kind).load_ensemble([Path(p) for p in member_paths], precision=precision)
 
 
-def explore_task(task_dir: Path, walker: dict, start, member_paths: list[str], train_kind: str,
-                 stage, select: dict, threads: int = 1) -> dict:
-    """One walker: MD with the ensemble, deviations of every recorded frame, local selection.
-
-    ``walker``: id, temperature, pressure, seed, iteration. ``select``: lo, hi, elo, ehi,
-    max_per_walker, strategy. Writes ``model_devi.out`` (DP-GEN's columns plus devi_e) and
-    ``candidates.extxyz``; with strategy ``fps`` also ``candidates_desc.npy`` (one descriptor
-    vector per candidate, same order); with metadynamics ``hills.out`` and ``colvar.out``. The MD
-    follows the stage's bias/metad (from :func:`elt.sampling.bias.wrap_calculator`); deviations are
-    the ensemble's own. The frame that stopped a walker (nan, too_close, energy_spike) counts failed.
-    """
-    from elt.sampling.bias import find_wrapper, wrap_calculator
-    from elt.sampling.md import run_walker
-    from elt.sampling.metad import MetadCalculator
-    from elt.sampling.select import CANDIDATE, FAILED, choose, classify, counts
+def explore_task(task_dir: Path, walker, start, member_paths: list[str], train_kind: str,
+                 stage, levels, threads: int = 1) -> dict:
+    """One walker (:class:`elt.records.WalkerSpec`) from ``start``: MD by the stage's explorer
+    with the ensemble, deviations of every recorded frame, local selection under ``levels``
+    (:class:`elt.records.SelectionLevels`). Files and result: :func:`elt.sampling.walker_output.finish_walker`."""
+    from elt import registry
+    from elt.sampling.walker_output import finish_walker
 
     _set_threads(threads)
     pot = _ensemble(train_kind, tuple(member_paths), None)
-    calc = wrap_calculator(pot.calculator(), stage, walker["iteration"], walker["temperature"])
-    rec = run_walker(start, calc, ensemble=stage.ensemble, temperature=walker["temperature"],
-                     pressure=walker.get("pressure"), timestep=stage.timestep, steps=stage.steps,
-                     record_every=stage.record_every, friction=stage.friction,
-                     min_distance=stage.min_distance,
-                     stop_at=select["hi"] if stage.stop_at_failed else None, seed=walker["seed"],
-                     max_energy_jump=getattr(stage, "max_energy_jump", None), beyond=stage.past_hi())
-    devi = rec.devi_array()
-    header = "step max_devi_v min_devi_v avg_devi_v max_devi_f min_devi_f avg_devi_f devi_e"
-    table = np.column_stack([np.asarray(rec.steps, dtype=float), devi]) if len(devi) else np.zeros((0, 8))
-    np.savetxt(Path(task_dir) / "model_devi.out", table, fmt=["%12d"] + ["%19.6e"] * 7, header=header)
-    classes = classify(devi[:, 3], select["lo"], select["hi"], devi[:, 6], select.get("elo"), select.get("ehi"))
-    if rec.stopped_on_bad_frame and len(classes):
-        classes[-1] = FAILED
-    cand = np.flatnonzero(classes == CANDIDATE)
-    fps = select.get("strategy") == "fps"
-    feats = None
-    if fps:
-        from elt.sampling.fps import frame_vectors
-
-        feats = frame_vectors(pot, [rec.frames[i] for i in cand])
-    if select.get("max_per_walker") and len(cand) > select["max_per_walker"]:
-        rng = np.random.default_rng(walker["seed"] + 1)
-        keep = choose(devi[cand, 3], select["max_per_walker"], select.get("strategy", "random"), rng, feats)
-        cand = cand[keep]
-        feats = feats[keep] if fps else None
-    metad = find_wrapper(calc, MetadCalculator)
-    if metad is not None:
-        metad.write_hills(Path(task_dir) / "hills.out")
-        metad.write_colvar(Path(task_dir) / "colvar.out", rec.steps, rec.frames)
-    frames = []
-    cands = []
-    # the ensemble's mean prediction on each candidate (before retraining): reports compare it
-    # with the label to get the true error of the frames the deviation picked
-    preds = pot.predict_many([rec.frames[i] for i in cand]) if len(cand) else []
-    for i, p in zip(cand, preds):
-        a = rec.frames[i]
-        fid = frame_hash(a)
-        a.info.update({FRAME_ID: fid, ITERATION: walker["iteration"], SOURCE: walker["id"],
-                       STEP: int(rec.steps[i]), MAX_DEVI_F: float(devi[i, 3]),
-                       PRED_ENERGY: float(np.mean(p.energies))})
-        a.arrays[PRED_FORCES] = np.asarray(p.forces, dtype=np.float64).mean(axis=0)
-        frames.append(a)
-        cands.append({"index": len(frames) - 1, "step": int(rec.steps[i]), "frame_id": fid,
-                      "max_devi_f": float(devi[i, 3]), "devi_e": float(devi[i, 6])})
-    write_frames(Path(task_dir) / "candidates.extxyz", frames)
-    if getattr(stage, "save_frames", False):
-        write_frames(Path(task_dir) / "frames.extxyz", rec.frames)
-    if fps:
-        np.save(Path(task_dir) / "candidates_desc.npy", feats)
-    c = counts(classes)
-    return {"walker": walker["id"], "n_frames": int(len(devi)), "counts": c,
-            "stop_reason": rec.stop_reason, "steps_done": rec.steps_done, "candidates": cands,
-            "beyond_frames": rec.beyond_frames, "restarts": rec.restarts,
-            "features_file": str(Path(task_dir) / "candidates_desc.npy") if fps else None,
-            "bias": type(calc).__name__ if hasattr(calc, "inner") else None,
-            "hills": len(metad.heights) if metad is not None else 0,
-            "max_devi_f_max": float(np.nanmax(devi[:, 3])) if len(devi) else None,
-            "candidates_file": str(Path(task_dir) / "candidates.extxyz"),
-            "model_devi_file": str(Path(task_dir) / "model_devi.out")}
+    explorer = registry.get("explorer", stage.explorer.kind)(stage.explorer)
+    [rec] = explorer.run([walker], [start], pot, stage, levels, [Path(task_dir)])
+    return finish_walker(Path(task_dir), walker, rec, pot, levels,
+                         save_frames=stage.save_frames).model_dump(mode="json")
 
 
 # ------------------------------------------------------------------ label
@@ -194,8 +128,8 @@ def label_task(task_dir: Path, atoms, label_cfg, exec_settings, retries: int = 0
             labels = labeler.compute(atoms, Path(task_dir))
         except CalculationError as e:
             if e.physics:
-                return {"status": "failed", "physics": True, "reason": e.reason, "message": e.message,
-                        "attempts": attempts, "workdir": str(task_dir)}
+                return LabelResult(status="failed", physics=True, reason=e.reason, message=e.message,
+                                   attempts=attempts, workdir=str(task_dir)).model_dump(mode="json")
             last = e
             continue
         except Exception as e:  # a bug or an unexpected library error: infrastructure, retried
@@ -204,12 +138,12 @@ def label_task(task_dir: Path, atoms, label_cfg, exec_settings, retries: int = 0
         labeled = attach_labels(atoms, labels.energy, labels.forces, labels.stress)
         labeled.info.update({k: v for k, v in atoms.info.items()})
         write_frames(Path(task_dir) / "labeled.extxyz", [labeled])
-        return {"status": "ok", "file": str(Path(task_dir) / "labeled.extxyz"), "energy": labels.energy,
-                "attempts": attempts, "info": _jsonable(labels.info or {})}
+        return LabelResult(status="ok", file=str(Path(task_dir) / "labeled.extxyz"), energy=labels.energy,
+                           attempts=attempts, info=_jsonable(labels.info or {})).model_dump(mode="json")
     reason = getattr(last, "reason", type(last).__name__)
     msg = getattr(last, "message", None) or "".join(traceback.format_exception_only(type(last), last)).strip()
-    return {"status": "failed", "physics": False, "reason": reason, "message": msg, "attempts": attempts,
-            "workdir": str(task_dir), "cache": False}
+    return LabelResult(status="failed", physics=False, reason=reason, message=msg, attempts=attempts,
+                       workdir=str(task_dir), cache=False).model_dump(mode="json")
 
 
 def _jsonable(d: Any):

@@ -25,6 +25,8 @@ from typing import Optional
 import numpy as np
 from ase import Atoms
 
+from elt.records import ExecSettings  # noqa: F401  (labelers take it; defined with the other task records)
+
 
 @dataclass
 class Labels:
@@ -32,15 +34,6 @@ class Labels:
     forces: np.ndarray                 # (N, 3) eV/Å
     stress: Optional[np.ndarray] = None  # (6,) eV/Å³ or None
     info: Optional[dict] = None        # backend details (SCF cycles, tries, wall time)
-
-
-@dataclass(frozen=True)
-class ExecSettings:
-    """Where-and-how settings of a label task, from the cluster profile."""
-
-    threads: int = 1
-    launcher: Optional[str] = None   # e.g. "mpirun -n 4" (CP2K)
-    command: Optional[str] = None    # e.g. "cp2k.psmp"
 
 
 class Labeler(ABC):

@@ -20,8 +20,9 @@ import numpy as np
 
 from elt.data.frames import FRAME_ID, MAX_DEVI_F, PRED_ENERGY, PRED_FORCES, SOURCE, labels_of, read_frames
 from elt.engine.state import holder, open_readonly
-from elt.reporting.modeldevi import MAX_DEVI_F as COL_F
-from elt.reporting.modeldevi import count_classes, read_model_devi, stopped_on_bad_frame, summarize
+from elt.data.layout import RunLayout
+from elt.data.modeldevi import CLASSES, classify_table, counts, read_model_devi
+from elt.reporting.modeldevi import summarize
 from elt.reporting.stats import force_errors, spearman
 
 REPORT_FORMAT = 1
@@ -103,8 +104,9 @@ def _walker_of_task(res: dict, rebase: Rebase) -> dict:
     }
 
 
-def _attach_files(walkers: list[dict], lo: Optional[float], hi: Optional[float]) -> Optional[dict]:
-    """Read each walker's model_devi.out; per-walker and iteration-wide statistics from the files."""
+def _attach_files(walkers: list[dict], levels: Optional[dict]) -> Optional[dict]:
+    """Read each walker's model_devi.out; per-walker and iteration-wide statistics from the files.
+    ``levels`` (lo, hi and, when the run used them, elo, ehi) classify the frames as the engine did."""
     tables = []
     classes = Counter()
     for w in walkers:
@@ -115,16 +117,16 @@ def _attach_files(walkers: list[dict], lo: Optional[float], hi: Optional[float])
         t = read_model_devi(p)
         tables.append(t)
         w["file"] = summarize(t) or {"frames": 0}
-        if lo is not None and hi is not None:
-            w["file"]["classes"] = count_classes(t[:, COL_F], lo, hi, stopped_on_bad_frame(w.get("stop_reason")))
+        if levels is not None:
+            w["file"]["classes"] = counts(classify_table(t, **levels, stop_reason=w.get("stop_reason")))
             classes.update(w["file"]["classes"])
     if not tables:
         return None
     allt = np.concatenate(tables)
     out = summarize(allt) or {"frames": 0}
     out["walkers_with_file"] = len(tables)
-    if lo is not None and hi is not None:
-        out["classes"] = {k: classes.get(k, 0) for k in ("accurate", "candidate", "failed")}
+    if levels is not None:
+        out["classes"] = {k: classes.get(k, 0) for k in CLASSES}
     return out
 
 
@@ -168,10 +170,14 @@ def _finished_row(r: dict, tasks_by_dir: dict[str, dict], rebase: Rebase) -> dic
         if res is not None:
             walkers.append(_walker_of_task(res, rebase))
         else:  # not in this run's task table (a branched run): the files alone, if they are here
-            d = rebase.run_dir / f"iter_{it:03d}" / "explore" / name
+            d = RunLayout(rebase.run_dir).explore_dir(it, name)
             walkers.append({"walker": name.rsplit("-", 1)[0], "task_dir": str(d),
                             "model_devi_file": str(d / "model_devi.out"), "candidate_ids": []})
-    devi = _attach_files(walkers, r.get("trust_lo"), r.get("trust_hi"))
+    levels = None
+    if r.get("trust_lo") is not None and r.get("trust_hi") is not None:
+        levels = {"lo": r["trust_lo"], "hi": r["trust_hi"],
+                  "elo": r.get("energy_trust_lo"), "ehi": r.get("energy_trust_hi")}
+    devi = _attach_files(walkers, levels)
     data_file = rebase(r["data_file"]) if r.get("data_file") else None
     labeled = _labeled(data_file, it)
     failures = [_failure(f, rebase) for f in r.get("failures") or []]
@@ -214,7 +220,7 @@ def _current_row(it: int, tasks: list[dict], prev: Optional[dict], rebase: Rebas
     if not (walkers or labels or trains):
         return None
     phase = "label" if labels else "explore" if walkers else "train"
-    devi = _attach_files(walkers, None, None)
+    devi = _attach_files(walkers, None)
     counts = {k: sum(w.get(k) or 0 for w in walkers) for k in ("accurate", "candidate", "failed")}
     total = sum(counts.values())
     failures = [_failure({**(t["result"] or {}), "frame_id": (t["result"] or {}).get("frame_id")}, rebase)

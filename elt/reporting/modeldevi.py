@@ -1,8 +1,5 @@
-"""DP-GEN ``model_devi.out`` files: one per exploration walker, read and aggregated per iteration.
-
-Columns (DP-GEN's layout, plus ``devi_e``): step, max/min/avg virial deviation (eV/atom),
-max/min/avg force deviation (eV/Å), energy deviation per atom (eV/atom). Lines starting with ``#``
-are comments, so ``numpy.loadtxt`` reads every file, and the aggregated ones, as they are.
+"""DP-GEN ``model_devi.out`` files: one per exploration walker, read and aggregated per iteration
+(the format, the stop reasons and the classification rules live in :mod:`elt.data.modeldevi`).
 """
 
 from __future__ import annotations
@@ -12,43 +9,14 @@ from typing import Iterable, Optional
 
 import numpy as np
 
-COLUMNS = ("step", "max_devi_v", "min_devi_v", "avg_devi_v", "max_devi_f", "min_devi_f", "avg_devi_f", "devi_e")
-MAX_DEVI_F = COLUMNS.index("max_devi_f")
-DEVI_E = COLUMNS.index("devi_e")
-HEADER = " ".join(COLUMNS)
+from elt.data.modeldevi import HEADER, MAX_DEVI_F, classify, counts
 
 
-def read_model_devi(path: Path) -> np.ndarray:
-    """The table of one ``model_devi.out`` as an (n, 8) array (n may be 0)."""
-    path = Path(path)
-    if path.stat().st_size == 0:
-        return np.zeros((0, len(COLUMNS)))
-    table = np.loadtxt(path, ndmin=2)
-    if table.size == 0:
-        return np.zeros((0, len(COLUMNS)))
-    if table.shape[1] != len(COLUMNS):
-        raise ValueError(f"{path}: {table.shape[1]} columns, expected {len(COLUMNS)} ({HEADER})")
-    return table
-
-
-# a walker that stopped for one of these reasons had its last recorded frame counted failed
-BAD_STOPS = ("nan", "too_close", "energy_spike")
-
-
-def stopped_on_bad_frame(stop_reason) -> bool:
-    return bool(stop_reason) and str(stop_reason).split(" ")[0] in BAD_STOPS
-
-
-def count_classes(max_devi_f: np.ndarray, lo: float, hi: float, last_failed: bool = False) -> dict[str, int]:
-    """DP-GEN classes by the force criterion: accurate f < lo, candidate lo ≤ f < hi, failed
-    otherwise (NaN included). ``last_failed``: the last frame is failed whatever its deviation
-    (the frame that stopped its walker: nan, too_close, energy_spike)."""
-    f = np.array(max_devi_f, dtype=np.float64)
-    if last_failed and len(f):
-        f[-1] = np.nan
-    acc = int(np.sum(f < lo))
-    fail = int(np.sum(~(f < hi)))
-    return {"accurate": acc, "candidate": int(len(f)) - acc - fail, "failed": fail}
+def count_classes(max_devi_f: np.ndarray, lo: float, hi: float, last_failed: bool = False,
+                  devi_e: Optional[np.ndarray] = None, elo: Optional[float] = None,
+                  ehi: Optional[float] = None) -> dict[str, int]:
+    """Counts of :func:`elt.data.modeldevi.classify`: the engine's classification, energy levels included."""
+    return counts(classify(max_devi_f, lo, hi, devi_e, elo, ehi, last_failed))
 
 
 def summarize(table: np.ndarray) -> Optional[dict]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from elt.reporting.modeldevi import MAX_DEVI_F, read_model_devi
+from elt.data.modeldevi import MAX_DEVI_F, read_model_devi
 
 PLOTS = ("devi_hist.png", "ratios.png", "dataset_rmse.png", "devi_vs_error.png")
 

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from elt.data.layout import RunLayout
 from elt.engine.runner import summary_line
 from elt.engine.state import holder, open_readonly
 
@@ -21,7 +22,7 @@ RECENT = 3  # phase times are averaged over this many last iterations
 
 def read_journal(run_dir: Path) -> list[dict]:
     """Events of ``RUN_DIR/journal.log`` (t, event, task = 'kind:id', host, pid); torn lines skipped."""
-    p = Path(run_dir) / "journal.log"
+    p = RunLayout(run_dir).journal
     out = []
     if p.exists():
         for line in p.read_text(errors="replace").splitlines():

@@ -24,7 +24,6 @@ deposition, parameter adaptation).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import numpy as np
@@ -33,31 +32,9 @@ from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 from ase.md.verlet import VelocityVerlet
 
+from elt.data.modeldevi import ABOVE_TRUST_HI, DEVI_KEYS
+from elt.sampling.explorer import WalkerRecord  # noqa: F401  (re-exported: the interface type)
 from elt.units import GPA_TO_EV_PER_ANGSTROM3
-
-DEVI_KEYS = ("max_devi_v", "min_devi_v", "avg_devi_v", "max_devi_f", "min_devi_f", "avg_devi_f", "devi_e")
-
-
-@dataclass
-class WalkerRecord:
-    """What one walker produced: per-recorded-frame steps and deviations, and the frames."""
-
-    steps: list[int] = field(default_factory=list)
-    devi: list[list[float]] = field(default_factory=list)  # rows in DEVI_KEYS order
-    frames: list[Atoms] = field(default_factory=list)
-    stop_reason: str = "completed"
-    steps_done: int = 0
-    beyond_frames: int = 0  # recorded frames at or above stop_at that did not end the walker
-    restarts: int = 0  # times the walker went back to its last frame below stop_at
-
-    @property
-    def stopped_on_bad_frame(self) -> bool:
-        """The last recorded frame triggered a physical stop (nan, too_close, energy_spike): it is
-        off the map and is not to be labeled."""
-        return self.stop_reason.split(" ")[0] in ("nan", "too_close", "energy_spike")
-
-    def devi_array(self) -> np.ndarray:
-        return np.asarray(self.devi, dtype=np.float64).reshape(-1, len(DEVI_KEYS))
 
 
 def min_pair_distance(atoms: Atoms, cutoff: float) -> float:
@@ -184,7 +161,7 @@ def run_walker(atoms: Atoms, calc, *, ensemble: str = "nvt", temperature: float 
         e_prev = e_now
         if stop_at is not None and row[3] >= stop_at:
             if not past.go_on(a, rec, rng, temperature):
-                rec.stop_reason = "above_trust_hi"
+                rec.stop_reason = ABOVE_TRUST_HI
                 break
         else:
             past.trusted(a)

@@ -1,9 +1,5 @@
-"""Selection by model deviation, DP-GEN semantics.
-
-A frame's max force deviation ``f`` (eV/Å) puts it in one of three classes:
-``accurate`` if f < lo, ``candidate`` if lo ≤ f < hi, ``failed`` if f ≥ hi. With the optional
-energy criterion (deviation per atom ``e`` with levels elo/ehi) a frame is accurate only when both
-are below their lower levels, failed when either reaches its upper level, a candidate otherwise.
+"""Selection by model deviation, DP-GEN semantics (the classes accurate / candidate / failed are
+defined, once, in :mod:`elt.data.modeldevi`).
 
 Adaptive lower level (dpgen2's adaptive-lower): among the frames below hi, the ``max(candidates,
 int(fraction·n))`` highest deviations become the candidates and lo is the lowest of them
@@ -16,33 +12,6 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 import numpy as np
-
-ACCURATE, CANDIDATE, FAILED = "accurate", "candidate", "failed"
-
-
-def classify(max_devi_f: np.ndarray, lo: float, hi: float,
-             devi_e: Optional[np.ndarray] = None, elo: Optional[float] = None,
-             ehi: Optional[float] = None) -> np.ndarray:
-    """Class of each frame as an array of strings (accurate, candidate, failed)."""
-    f = np.asarray(max_devi_f, dtype=np.float64)
-    acc = f < lo
-    fail = ~(f < hi)  # NaN counts as failed
-    if devi_e is not None and elo is not None and ehi is not None:
-        e = np.asarray(devi_e, dtype=np.float64)
-        acc &= e < elo
-        fail |= ~(e < ehi)
-    out = np.full(f.shape, CANDIDATE, dtype=object)
-    out[acc] = ACCURATE
-    out[fail] = FAILED
-    return out
-
-
-def counts(classes: Sequence[str]) -> dict[str, int]:
-    c = {ACCURATE: 0, CANDIDATE: 0, FAILED: 0}
-    for x in classes:
-        c[x] += 1
-    return c
-
 
 def choose(devi: np.ndarray, k: int, strategy: str, rng: np.random.Generator,
            features: Optional[np.ndarray] = None) -> np.ndarray:

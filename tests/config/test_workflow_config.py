@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from elt.config import load_profile, load_workflow, parse_workflow
 from elt.errors import ConfigError
@@ -66,7 +67,7 @@ def test_received_value_is_shown():
 
 def test_config_is_frozen():
     wf = parse_workflow(MIN)
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         wf.select.trust_lo = 0.1
 
 

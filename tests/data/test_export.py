@@ -12,7 +12,8 @@ from ase.io import read
 
 from elt.cli.main import main
 from elt.config.workflow import InitialData
-from elt.data.export import load_run_frames, write_deepmd_npy
+from elt.data.export import write_deepmd_npy
+from elt.engine.dataset import load_run_frames
 from elt.data.frames import attach_labels, frame_hash, labels_of, read_frames
 from elt.data.io import read_deepmd_npy, read_initial_data, read_labeled_extxyz
 

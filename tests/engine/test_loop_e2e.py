@@ -121,16 +121,52 @@ def test_changed_labeling_is_refused_and_allowed_changes_continue(tmp_path, caps
     assert dataset(branched)[:4 + recs[0]["labels_ok"]] == dataset(run_dir)[:4 + recs[0]["labels_ok"]]
 
 
-def _starts(journal: Path) -> list[str]:
-    if not journal.exists():
-        return []
-    return [json.loads(x)["task"] for x in journal.read_text().splitlines() if '"start"' in x]
-
-
 def _driver(wf: Path, log):
     return subprocess.Popen([sys.executable, "-c", "from elt.cli.main import entry; entry()", "run", str(wf)],
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+class _Journal:
+    """Follows RUN_DIR/journal.log as the run writes it: (kind, task id) of the starts since the last read."""
+
+    def __init__(self, path: Path):
+        self.path, self.offset, self.buf = path, 0, b""
+
+    def new_starts(self) -> list[tuple[str, str]]:
+        if not self.path.exists():
+            return []
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            chunk = f.read()
+        self.offset += len(chunk)
+        self.buf += chunk
+        *lines, self.buf = self.buf.split(b"\n")
+        return [tuple(ev["task"].split(":", 1)) for ev in map(json.loads, filter(None, lines)) if ev["event"] == "start"]
+
+
+def _kill_at_start(wf: Path, journal: _Journal, wanted, log) -> bool:
+    """Start the driver; SIGKILL it and its workers (like a crashed node) the moment a task for
+    which ``wanted(kind, id)`` is true starts. True when the kill landed, False when the run ended first."""
+    p = _driver(wf, log)
+    try:
+        deadline = time.time() + 300
+        while p.poll() is None and time.time() < deadline:
+            if any([wanted(kind, tid) for kind, tid in journal.new_starts()]):  # every event seen
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+                return True
+            time.sleep(0.002)
+        return False
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+
+
+def _recorded(run_dir: Path, kind: str, iteration: int) -> set[str]:
+    with open_readonly(run_dir) as st:
+        return {t["id"] for t in st.tasks(kind, iteration) if t["status"] == "done"}
 
 
 def test_sigkill_anywhere_then_rerun_gives_the_same_data_and_labels_nothing_twice(tmp_path):
@@ -138,35 +174,54 @@ def test_sigkill_anywhere_then_rerun_gives_the_same_data_and_labels_nothing_twic
     ref_dir.mkdir()
     assert main(["run", str(write_wf(ref_dir))]) == 0
     reference = dataset(ref_dir / "tiny")
+    with open_readonly(ref_dir / "tiny") as st:
+        ref_labels = {it: {t["id"] for t in st.tasks("label", it)} for it in (-1, 0, 1)}
+    assert ref_labels[-1] and ref_labels[0]
 
     work = tmp_path / "killed"
     work.mkdir()
     wf = write_wf(work)
-    journal = work / "tiny" / "journal.log"
-    rng = random.Random(5)
+    run_dir = work / "tiny"
+    journal = _Journal(run_dir / "journal.log")
     log = open(work / "driver.log", "w")
-    kills = []
-    # kill during training, exploration and labeling (at a random moment after such a task
-    # started), and at a random moment of the whole run
-    for kind in ("train", "explore", "label", "train", None):
-        seen = _starts(journal)
-        p = _driver(wf, log)
-        deadline = time.time() + 300
-        while kind and p.poll() is None and time.time() < deadline and not any(
-                t.startswith(kind + ":") for t in _starts(journal)[len(seen):]):
-            time.sleep(0.05)
-        time.sleep(rng.uniform(0.0, 1.5) if kind else rng.uniform(3, 20))
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGKILL)  # the driver and its workers, like a crashed node
-            kills.append(kind)
-        p.wait()
+    seen: set[str] = set()  # every task id started by an earlier driver
+
+    def first_new(want_kind, ids=None, nth=1):
+        count = [0]
+
+        def wanted(kind, tid):
+            new = tid not in seen
+            seen.add(tid)
+            if kind == want_kind and new and (ids is None or tid in ids):
+                count[0] += 1
+            return count[0] >= nth
+        return wanted
+
+    # kill on events, not after sleeps: the moment a task of each phase starts (the initial labels,
+    # the first training, exploration, labeling, the next iteration's training), then at a task
+    # drawn at random from what the run still has to do (the last iteration's or final tasks)
+    rng = random.Random(5)
+    plan = [("initial labels", first_new("label", ref_labels[-1])), ("train", first_new("train")),
+            ("explore", first_new("explore")), ("label", first_new("label", ref_labels[0])),
+            ("train again", first_new("train")),
+            ("random", first_new(rng.choice(["explore", "train"]), nth=rng.randint(1, 2)))]
+    for name, wanted in plan:
+        assert _kill_at_start(wf, journal, wanted, log), f"the run ended before the {name} kill"
+        if name == "label":  # the kill interrupted the labeling phase
+            assert _recorded(run_dir, "label", 0) < ref_labels[0]
     p = _driver(wf, log)
-    assert p.wait(timeout=600) == 0, (work / "driver.log").read_text()[-3000:]
-    assert len(kills) >= 3, kills
-    assert dataset(work / "tiny") == reference
-    ends = journal_ends(work / "tiny")
+    try:
+        assert p.wait(timeout=600) == 0, (work / "driver.log").read_text()[-3000:]
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+    got = dataset(run_dir)
+    assert got == reference
+    assert len({fid for _, fid, _, _ in got}) == len(got)  # every frame once in the data set
+    ends = journal_ends(run_dir)
     labels = {t: n for t, n in ends.items() if t.startswith("label:")}
-    assert labels and max(labels.values()) == 1, labels  # no frame labeled twice
+    assert set(labels) == {f"label:{t}" for ids in ref_labels.values() for t in ids}  # the same labels
+    assert max(labels.values()) == 1, labels  # no frame labeled twice
     assert max(ends.values()) == 1  # no finished task ran again
 
 
@@ -228,3 +283,30 @@ def test_stream_refuses_global_selection_options():
 
     with pytest.raises(ConfigError, match="stream: true"):
         parse_workflow({**TINY, "select": {**TINY["select"], "stream": True, "strategy": "fps"}})
+
+
+def test_each_frozen_change_is_refused_and_appended_stages_and_another_cluster_continue(tmp_path, capsys):
+    data = {**TINY, "converge": {"max_iterations": 1}}
+    assert main(["run", str(write_wf(tmp_path, data))]) == 0
+    capsys.readouterr()
+    refused = {
+        "label": {**data, "label": {"kind": "emt", "retries": 5}},
+        "system": {**data, "system": {**TINY["system"], "elements": ["Ag", "Cu"]}},
+        "train": {**data, "train": {**TINY["train"], "epochs": 13}},
+        "seed": {**data, "seed": 12},
+        "explore.stages[0]": {**data, "explore": {"stages": [{**TINY["explore"]["stages"][0], "steps": 50}]}},
+    }
+    for section, changed in refused.items():
+        assert main(["run", str(write_wf(tmp_path, changed))]) == 6, section
+        err = capsys.readouterr().err
+        assert f"{section} differ" in err, (section, err)
+    with open_readonly(tmp_path / "tiny") as st:
+        assert len(st.iterations()) == 1  # nothing ran
+    # a stage appended after the used one, a different cluster profile and a larger budget continue
+    stages = TINY["explore"]["stages"]
+    more = {**data, "explore": {"stages": [stages[0], {**stages[0], "temperatures": [900]}]},
+            "cluster": {"kind": "local", "n_workers": 1}, "converge": {"max_iterations": 3}}
+    assert main(["run", str(write_wf(tmp_path, more))]) == 0
+    with open_readonly(tmp_path / "tiny") as st:
+        recs = st.iterations()
+    assert [r["stage"] for r in recs] == [0, 0, 1] and recs[2]["temperatures"] == [900]

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from elt.reporting.modeldevi import COLUMNS, count_classes, read_model_devi, write_aggregate
+from elt.data.modeldevi import COLUMNS, read_model_devi
+from elt.reporting.modeldevi import count_classes, write_aggregate
 from elt.reporting.stats import force_errors, spearman
 from elt.reporting.status import current_position, estimate_remaining, mean_phase_seconds
 

@@ -7,6 +7,7 @@ import pytest
 from elt.config.sampling import BeyondHi
 from elt.config.workflow import StageConfig
 from elt.engine.tasks import explore_task
+from elt.records import SelectionLevels, WalkerSpec
 from elt.sampling.md import run_walker
 
 
@@ -72,9 +73,9 @@ def test_frames_past_hi_are_never_candidates_and_the_walker_passes_them(tmp_path
     stage = StageConfig(steps=200, record_every=5, bias={"kind": "flatten", "strength": 0.5})
     assert stage.past_hi().mode == "continue"
     assert StageConfig().past_hi().mode == "stop"
-    walker = {"id": "w0", "temperature": 900.0, "pressure": None, "seed": 11, "iteration": 1}
+    walker = WalkerSpec(id="w0", temperature=900.0, pressure=None, seed=11, iteration=1)
     r = explore_task(tmp_path, walker, cu_ensemble[1][0], [str(p) for p in cu_ensemble[0]], "deepmd", stage,
-                     {"lo": 0.0, "hi": hi, "strategy": "random"})
+                     SelectionLevels(lo=0.0, hi=hi, strategy="random"))
     table = np.loadtxt(tmp_path / "model_devi.out", ndmin=2)
     above = table[:, 4] >= hi
     assert r["beyond_frames"] >= 1 and above[:-1].any()  # went on after a frame at/above hi

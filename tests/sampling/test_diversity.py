@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from elt.sampling.fps import farthest_point_sampling, frame_vector, frame_vectors
-from elt.sampling.select import adaptive_lo, cap_per_group, choose, classify, counts
+from elt.data.modeldevi import classify, counts
+from elt.sampling.select import adaptive_lo, cap_per_group, choose
 
 
 def _clusters(seed=0):
@@ -40,10 +41,11 @@ def test_fps_spreads_picks_on_a_line_and_handles_duplicates():
 
 
 def test_fps_standardises_features():
-    # channel 0 has a huge scale but carries one split; channel 1 separates three groups
-    x = np.array([[1000.0, 0], [1000.0, 1], [1000.0, 2], [0.0, 0], [0.0, 1], [0.0, 2]])
-    idx = farthest_point_sampling(x, 3)
-    assert len({x[i, 1] for i in idx}) >= 2
+    # channel 0 spreads evenly over thousands; channel 1 singles out one frame by one unit. In raw
+    # units the far end of channel 0 is the farthest frame; standardised, the outlier of channel 1 is
+    x = np.column_stack([np.r_[np.linspace(0, 3000, 9), 1500], np.r_[np.zeros(9), 1.0]])
+    assert list(farthest_point_sampling(x, 2)) == [0, 9]
+    assert list(farthest_point_sampling(x, 2, standardize=False)) == [0, 8]
 
 
 def test_frame_vector_averages_per_element():

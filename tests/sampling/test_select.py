@@ -1,6 +1,7 @@
 import numpy as np
 
-from elt.sampling.select import ACCURATE, CANDIDATE, FAILED, choose, classify, counts
+from elt.data.modeldevi import ACCURATE, CANDIDATE, FAILED, classify, counts
+from elt.sampling.select import choose
 
 
 def test_trust_level_semantics_at_the_edges():
