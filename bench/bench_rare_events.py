@@ -167,7 +167,7 @@ def past_midpoint(frames, ref, d_nn: float) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ the campaigns
-def campaign(kind: str, start_file: Path, j: int, k: int, n_atoms: int) -> dict:
+def campaign(kind: str, start_file: Path, j: int, k: int) -> dict:
     d = copy.deepcopy(BASE)
     d["system"]["structures"] = [{"kind": "file", "path": str(start_file)}]
     st = d["explore"]["stages"][0]
@@ -264,7 +264,7 @@ def compare_beyond(ref: dict, members, kinds, seeds: int, hi: float, lo: float) 
     st0 = BASE["explore"]["stages"][0]
     out: dict = {}
     for kind in kinds:
-        stage = campaign(kind, ref["start"], ref["j"], ref["k"], ref["n_atoms"])["explore"]["stages"][0]
+        stage = campaign(kind, ref["start"], ref["j"], ref["k"])["explore"]["stages"][0]
         stage = {k: v for k, v in stage.items() if k in ("bias", "metad")}
         for mode in ("stop", "continue", "restart"):
             cfg = StageConfig(**stage, beyond_hi={"mode": mode})
@@ -380,7 +380,7 @@ def main() -> None:
     ap.add_argument("--dir", type=Path, default=Path("bench-runs/rare-events"))
     ap.add_argument("--systems", default="Cu,Ni")
     ap.add_argument("--campaigns", default=",".join(KINDS), help=f"comma-separated, from {KINDS}")
-    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--seeds", type=int, default=None, help="exploration seeds (default 3; 1 with --quick)")
     ap.add_argument("--iterations", type=int, default=BASE["converge"]["max_iterations"])
     ap.add_argument("--labels", type=int, default=BASE["select"]["max_candidates"], help="labels per iteration")
     ap.add_argument("--temperature", type=float, default=BASE["explore"]["stages"][0]["temperatures"][0])
@@ -395,8 +395,10 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None, help="write every row and verdict to this file")
     args = ap.parse_args()
     if args.quick:
-        args.systems, args.reps, args.seeds, args.iterations = "Cu", 2, 1, 2
+        args.systems, args.reps, args.iterations = "Cu", 2, 2
         args.steps, args.train_steps, args.members = 600, 400, 3
+    if args.seeds is None:
+        args.seeds = 1 if args.quick else 3
     BASE["converge"]["max_iterations"] = args.iterations
     BASE["select"]["max_candidates"] = args.labels
     BASE["train"].update(max_steps=args.train_steps, ensemble_size=args.members)
@@ -409,7 +411,7 @@ def main() -> None:
         runs: dict = {k: [] for k in kinds}
         for seed in range(args.seeds):
             for kind in kinds:
-                data = campaign(kind, ref["start"], ref["j"], ref["k"], ref["n_atoms"])
+                data = campaign(kind, ref["start"], ref["j"], ref["k"])
                 data["seed"] = BASE["seed"] + seed
                 t = time.perf_counter()
                 rows = run_campaign(f"{element}-{kind}-{seed}", data, args.dir / f"{element}-{kind}-{seed}", ref)
