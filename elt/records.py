@@ -81,6 +81,8 @@ class ExploreResult(TaskResult):
     features_file: Optional[str] = Field(None, description="candidates_desc.npy (fps only): one descriptor vector per candidate.")
     bias: Optional[str] = Field(None, description="Name of the bias calculator the MD followed, if any.")
     hills: int = Field(0, description="Metadynamics hills deposited.")
+    beyond_frames: int = Field(0, description="Recorded frames at or above trust_hi that did not end the walker (stage beyond_hi: continue or restart); they are failed, never candidates.")
+    restarts: int = Field(0, description="Times the walker went back to its last frame below trust_hi (beyond_hi: restart).")
     max_devi_f_max: Optional[float] = Field(None, description="Largest max force deviation of the walker (eV/Å).")
     candidates_file: str = Field(description="candidates.extxyz of the walker.")
     model_devi_file: str = Field(description="model_devi.out of the walker.")

@@ -1,6 +1,7 @@
 """Config sections of exploration and smarter selection: the explorer (the MD engine, a plugin
-kind), uncertainty bias (udd | hal), metadynamics on collective variables, and the adaptive lower
-trust level."""
+kind), uncertainty bias (udd | hal | flatten), metadynamics on collective variables (optionally
+confidence-switched), what a biased walker does past trust_hi, and the adaptive lower trust
+level."""
 
 from __future__ import annotations
 
@@ -40,7 +41,59 @@ class HALBias(Strict):
     from_iteration: int = Field(0, ge=0, description="The bias is on in iterations ≥ this (plain MD before).")
 
 
-Bias = Annotated[Union[UDDBias, HALBias], Field(discriminator="kind")]
+class Confidence(Strict):
+    """Where the ensemble counts as confident: a smooth switch w(σ) from 1 (σ ≤ lo) to 0 (σ ≥ hi),
+    σ the std over members of their energy change since the walker's start frame, per atom
+    (eV/atom; constant offsets between members do not count)."""
+
+    lo: Optional[float] = Field(None, ge=0, description="σ (eV/atom) below which the ensemble is confident (w = 1); null: lo_factor × the mean σ of the warm-up.")
+    hi: Optional[float] = Field(None, gt=0, description="σ (eV/atom) above which it is not (w = 0); null: hi_factor × the mean σ of the warm-up.")
+    lo_factor: float = Field(2.0, ge=0, description="lo = this × the mean σ over the walker's warm-up when lo is null.")
+    hi_factor: float = Field(4.0, gt=0, description="hi = this × the mean σ over the walker's warm-up when hi is null.")
+    warmup: int = Field(100, ge=1, description="MD steps at the start of each walker with the bias off (w = 0) over which σ is averaged to set the levels left null; unused when lo and hi are both given.")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.lo is not None and self.hi is not None and self.lo >= self.hi:
+            raise ValueError(f"confidence lo ({self.lo}) must be below hi ({self.hi})")
+        if self.lo_factor >= self.hi_factor:
+            raise ValueError(f"confidence lo_factor ({self.lo_factor}) must be below hi_factor ({self.hi_factor})")
+        return self
+
+
+class FlattenBias(Strict):
+    """The seeds' flattening bias (reinforced dynamics): E_bias = −λ·w(σ)·(Ē − E_ref). Where the
+    ensemble is confident the walker feels its landscape scaled by 1 − λ (barriers lowered), where
+    it is not the ensemble's own landscape; E_ref is the walker's running mean of Ē."""
+
+    kind: Literal["flatten"] = "flatten"
+    strength: float = Field(0.5, ge=0, lt=1, description="λ in [0, 1): how much of the learned landscape is flattened where the ensemble is confident (forces there are (1 − λ)·F).")
+    confidence: Confidence = Field(default_factory=Confidence, description="Levels of the confidence switch w(σ).")
+    memory: int = Field(200, ge=1, description="MD steps over which the running mean E_ref of the ensemble energy averages.")
+    from_iteration: int = Field(0, ge=0, description="The bias is on in iterations ≥ this (plain MD before).")
+
+
+Bias = Annotated[Union[UDDBias, HALBias, FlattenBias], Field(discriminator="kind")]
+
+
+class BeyondHi(Strict):
+    """What a walker does when a frame reaches trust_hi. Frames at or above trust_hi are classified
+    failed and never labeled, whatever the mode."""
+
+    mode: Literal["stop", "continue", "restart"] = Field(description="stop: end the walker there; continue: keep going while at most `steps` MD steps in a row are at or above trust_hi; restart: go back to the last frame below trust_hi with fresh velocities, at most `restarts` times.")
+    steps: int = Field(100, ge=1, description="continue: the walker ends once this many MD steps in a row were at or above trust_hi.")
+    restarts: int = Field(5, ge=0, description="restart: how many times a walker goes back to its last frame below trust_hi before it ends.")
+
+    def summary(self) -> str:
+        if self.mode == "continue":
+            return f"continue for up to {self.steps} steps in a row past trust_hi"
+        if self.mode == "restart":
+            return f"restart from the last frame below trust_hi up to {self.restarts} times"
+        return "stop"
+
+
+# the default of stages with a bias or metadynamics (chosen on bench/bench_rare_events.py)
+BIASED_BEYOND_HI = BeyondHi(mode="continue", steps=100)
 
 
 # ---------------------------------------------------------------- metadynamics
@@ -99,6 +152,7 @@ class MetadConfig(Strict):
     height: float = Field(0.05, gt=0, description="Hill height (eV).")
     stride: int = Field(50, ge=1, description="Deposit a hill every this many MD steps.")
     biasfactor: Optional[float] = Field(None, gt=1, description="Well-tempered metadynamics bias factor γ (> 1); null: plain metadynamics.")
+    confidence: Optional[Confidence] = Field(None, description="Confidence-switched metadynamics: the hills' bias times w(σ), so it acts only where the ensemble is confident; null: hills act everywhere.")
 
     def check_atoms(self, n_atoms: int) -> list[str]:
         """Problems with the CVs' atom indices for a structure of ``n_atoms`` atoms."""

@@ -12,7 +12,7 @@ from pydantic import Field, PositiveFloat, ValidationError, field_validator, mod
 
 from elt.config.base import Strict, format_validation_error, plugin_section
 from elt.config.label import EMTLabel
-from elt.config.sampling import AdaptiveLo, AseExplorer, AutoLevels, Bias, MetadConfig
+from elt.config.sampling import BIASED_BEYOND_HI, AdaptiveLo, AseExplorer, AutoLevels, BeyondHi, Bias, MetadConfig
 from elt.config.train import TrainConfig
 from elt.errors import ConfigError
 
@@ -80,7 +80,7 @@ ExplorerSection = plugin_section("explorer", "ase")  # ase or an installed explo
 
 
 class StageConfig(Strict):
-    ADDED = frozenset({"explorer"})
+    ADDED = frozenset({"explorer", "save_frames", "beyond_hi"})
 
     name: Optional[str] = Field(None, description="Label of the stage in reports.")
     temperatures: list[Annotated[float, Field(gt=0, le=1e5)]] = Field(default_factory=lambda: [300.0], min_length=1, description="Temperatures (K, above 0); one walker set per value.")
@@ -98,8 +98,10 @@ class StageConfig(Strict):
     trust_lo: Optional[float] = Field(None, gt=0, description="Override select.trust_lo for this stage (eV/Å).")
     trust_hi: Optional[float] = Field(None, gt=0, description="Override select.trust_hi for this stage (eV/Å).")
     max_energy_jump: Optional[float] = Field(1.0, gt=0, description="A walker stops (energy_spike) when its unbiased potential energy changes by more than this per atom between two recorded frames (eV/atom); null: no check.")
-    bias: Optional[Bias] = Field(None, description="Uncertainty-driven bias of the walkers (kind udd or hal); null: plain MD.")
+    bias: Optional[Bias] = Field(None, description="Bias of the walkers: kind udd or hal (uncertainty-driven) or flatten (the seeds' flattening); null: plain MD.")
     metad: Optional[MetadConfig] = Field(None, description="Metadynamics on collective variables (Gaussian hills); null: none.")
+    save_frames: bool = Field(False, description="Write every recorded frame of each walker to frames.extxyz in its task folder (for analysis; off by default: trajectories are large).")
+    beyond_hi: Optional[BeyondHi] = Field(None, description="What a walker does at a frame at or above trust_hi when stop_at_failed is true (stop, continue for some steps, or restart from its last frame below trust_hi); such frames are never labeled. null: stop for plain MD; for stages with a bias or metad, " + BIASED_BEYOND_HI.summary() + ".")
     explorer: ExplorerSection = Field(default_factory=AseExplorer, description="The MD engine of the walkers: a mapping with its kind (ase: the reference, one walker per task) and that explorer's settings; a bare name is short for {kind: NAME}.")
 
     @model_validator(mode="after")
@@ -109,6 +111,13 @@ class StageConfig(Strict):
         if self.record_every > self.steps:
             raise ValueError(f"record_every ({self.record_every}) exceeds steps ({self.steps})")
         return self
+
+    def past_hi(self) -> BeyondHi:
+        """The rule at frames at or above trust_hi: ``beyond_hi``, else stop for plain MD and
+        the biased default for stages with a bias or metadynamics."""
+        if self.beyond_hi is not None:
+            return self.beyond_hi
+        return BIASED_BEYOND_HI if (self.bias is not None or self.metad is not None) else BeyondHi(mode="stop")
 
 
 class ExploreConfig(Strict):

@@ -398,6 +398,10 @@ class Campaign:
 
     def _loop(self, runner: TaskRunner, state: RunState, records: list[dict]) -> RunSummary:
         wf = self.wf
+        done = state.count_tasks("done")  # before this run dispatches anything
+        if any(done.values()):
+            self.reporter.message("resuming: " + ", ".join(f"{n} {k}" for k, n in sorted(done.items()) if n)
+                                  + " task(s) finished before are reused, not run again")
         files = self._initial_data(runner)
         for r in records:
             self._restore_data_file(r)
@@ -412,14 +416,10 @@ class Campaign:
             self._hold_out(frames)
         pos = replay(wf, records)
         members = records[-1]["members"] if records else None
-        done = state.count_tasks("done")
         if records:
             st = wf.explore.stages[min(pos.stage, len(wf.explore.stages) - 1)]
             self.reporter.message(f"resuming after iteration {records[-1]['iteration']} "
                                   f"({len(records)} finished; next: stage {st.name or pos.stage})")
-        if any(done.values()):
-            self.reporter.message("resuming: " + ", ".join(f"{n} {k}" for k, n in sorted(done.items()) if n)
-                                  + " task(s) finished before are reused, not run again")
         while pos.done is None:
             rec = self._iteration(runner, pos, files, members)
             state.record_iteration(pos.iteration, rec)

@@ -107,7 +107,8 @@ def explore_task(task_dir: Path, walker, start, member_paths: list[str], train_k
     pot = _ensemble(train_kind, tuple(member_paths), None)
     explorer = registry.get("explorer", stage.explorer.kind)(stage.explorer)
     [rec] = explorer.run([walker], [start], pot, stage, levels, [Path(task_dir)])
-    return finish_walker(Path(task_dir), walker, rec, pot, levels).model_dump(mode="json")
+    return finish_walker(Path(task_dir), walker, rec, pot, levels,
+                         save_frames=stage.save_frames).model_dump(mode="json")
 
 
 # ------------------------------------------------------------------ label

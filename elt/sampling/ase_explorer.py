@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Sequence
 
 from elt import registry
-from elt.sampling.bias import find_wrapper, wrap_calculator
+from elt.sampling.wrappers import find_wrapper, wrap_calculator
 from elt.sampling.explorer import Explorer, WalkerRecord
 from elt.sampling.md import run_walker
 from elt.sampling.metad import MetadCalculator
@@ -25,7 +25,7 @@ class AseMDExplorer(Explorer):
                              record_every=stage.record_every, friction=stage.friction,
                              min_distance=stage.min_distance,
                              stop_at=levels.hi if stage.stop_at_failed else None, seed=w.seed,
-                             max_energy_jump=stage.max_energy_jump)
+                             max_energy_jump=stage.max_energy_jump, beyond=stage.past_hi())
             rec.bias = type(calc).__name__ if hasattr(calc, "inner") else None
             metad = find_wrapper(calc, MetadCalculator)
             if metad is not None:

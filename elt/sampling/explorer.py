@@ -38,6 +38,8 @@ class WalkerRecord:
     steps_done: int = 0
     bias: Optional[str] = None    # name of the bias the MD followed, None for plain MD
     hills: int = 0                # metadynamics hills deposited
+    beyond_frames: int = 0        # recorded frames at or above trust_hi that did not end the walker
+    restarts: int = 0             # times the walker went back to its last frame below trust_hi
 
     @property
     def stopped_on_bad_frame(self) -> bool:

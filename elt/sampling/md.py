@@ -7,6 +7,15 @@ and says why, when: positions or deviations become NaN (``nan``), two atoms come
 trust level (``above_trust_hi``) when ``stop_at`` is given: frames past that point are off the map
 and only waste time. The frame that triggered a stop is the last one recorded.
 
+A biased walker is pushed towards trust_hi on purpose, and a barrier's top is often past it, so
+``beyond`` (a :class:`~elt.config.sampling.BeyondHi`: mode, steps, restarts) may let it go on:
+``continue`` keeps the walker running until more than ``steps`` MD steps in a row have had their
+recorded frames at or above ``stop_at`` (back below resets the count); ``restart`` puts it back to
+its last recorded frame below ``stop_at`` with fresh Maxwell–Boltzmann velocities, at most
+``restarts`` times (the bias state, e.g. hills, is kept). Either way the frames at or above
+``stop_at`` stay recorded with their deviations, so selection classifies them failed (never
+labeled); ``WalkerRecord.beyond_frames`` and ``restarts`` count what happened.
+
 ``calc`` may be a bias wrapper (:mod:`elt.sampling.bias`, :mod:`elt.sampling.metad`): the MD then
 follows the biased forces while the recorded deviations stay the ensemble's own; ``on_step(step,
 atoms)`` (default: the calculator's own ``on_step``) is called after every MD step (hill
@@ -69,15 +78,51 @@ def make_dynamics(atoms: Atoms, ensemble: str, timestep_fs: float, temperature: 
     raise ValueError(f"unknown ensemble {ensemble!r}")
 
 
+class _PastHi:
+    """The walker's rule at frames at or above trust_hi (stop, continue, restart)."""
+
+    def __init__(self, beyond, record_every: int):
+        self.mode = getattr(beyond, "mode", "stop") if beyond is not None else "stop"
+        self.steps = int(getattr(beyond, "steps", 0))
+        self.restarts = int(getattr(beyond, "restarts", 0))
+        self.record_every = record_every
+        self.run = 0  # recorded frames in a row at or above hi
+        self.last: Optional[tuple[np.ndarray, np.ndarray]] = None  # (positions, cell) of the last trusted frame
+
+    def trusted(self, a: Atoms) -> None:
+        self.run = 0
+        if self.mode == "restart":
+            self.last = (a.positions.copy(), a.cell.array.copy())
+
+    def go_on(self, a: Atoms, rec: WalkerRecord, rng: np.random.Generator, temperature: float) -> bool:
+        """True: the walker goes on (continued or restarted); False: it stops here."""
+        if self.mode == "continue":
+            self.run += 1
+            if self.run * self.record_every > self.steps:
+                return False
+            rec.beyond_frames += 1
+            return True
+        if self.mode == "restart" and self.last is not None and rec.restarts < self.restarts:
+            a.set_cell(self.last[1], scale_atoms=False)
+            a.positions = self.last[0]
+            MaxwellBoltzmannDistribution(a, temperature_K=temperature, rng=np.random.RandomState(rng.integers(2**31)))
+            Stationary(a)
+            rec.restarts += 1
+            rec.beyond_frames += 1
+            return True
+        return False
+
+
 def run_walker(atoms: Atoms, calc, *, ensemble: str = "nvt", temperature: float = 300.0,
                pressure: Optional[float] = None, timestep: float = 2.0, steps: int = 1000,
                record_every: int = 10, friction: float = 0.02, min_distance: float = 0.5,
                stop_at: Optional[float] = None, seed: int = 0,
                on_record: Optional[Callable[[int], None]] = None,
                max_energy_jump: Optional[float] = None,
-               on_step: Optional[Callable[[int, Atoms], None]] = None) -> WalkerRecord:
+               on_step: Optional[Callable[[int, Atoms], None]] = None, beyond=None) -> WalkerRecord:
     """Run MD from ``atoms`` (not modified) with ``calc`` (an EnsembleCalculator) and record
-    deviations every ``record_every`` steps, starting with step 0."""
+    deviations every ``record_every`` steps, starting with step 0. ``beyond``: what to do at a
+    frame at or above ``stop_at`` (module docstring); None stops there."""
     rng = np.random.default_rng(seed)
     a = atoms.copy()
     a.calc = calc
@@ -90,6 +135,7 @@ def run_walker(atoms: Atoms, calc, *, ensemble: str = "nvt", temperature: float 
     rec = WalkerRecord()
     step = 0
     e_prev = None
+    past = _PastHi(beyond, record_every)
     while True:
         a.get_potential_energy()  # make sure results belong to the current positions
         r = calc.results
@@ -114,8 +160,11 @@ def run_walker(atoms: Atoms, calc, *, ensemble: str = "nvt", temperature: float 
             break
         e_prev = e_now
         if stop_at is not None and row[3] >= stop_at:
-            rec.stop_reason = ABOVE_TRUST_HI
-            break
+            if not past.go_on(a, rec, rng, temperature):
+                rec.stop_reason = ABOVE_TRUST_HI
+                break
+        else:
+            past.trusted(a)
         if step + record_every > steps:
             break
         try:

@@ -7,6 +7,15 @@ A hill of height ``height`` (eV) and widths σ_d (CV units) is deposited at the 
 every ``stride`` MD steps (the MD driver calls :meth:`MetadCalculator.on_step`). Well-tempered
 (``biasfactor`` γ > 1): w = height·exp(−V(s)/(k_B·(γ − 1)·T)) with T the walker's temperature.
 Periodic CVs (dihedral) use the difference wrapped to (−π, π].
+
+Confidence-switched (reinforced dynamics on CVs; ``switch`` a
+:class:`~elt.sampling.bias.ConfidenceSwitch`): the hills act only where the ensemble is trusted,
+
+    E_b = w(σ(R))·V(s(R)),   F_b = −w·Σ_d ∂V/∂s_d·∇_R s_d − V·dw/dR
+
+with σ the deviation of the inner (ensemble) calculator's members (their energy change since the
+start frame, per atom; during the switch's warm-up w = 0). Hills are deposited as without the
+switch (well-tempered heights from the unswitched V).
 """
 
 from __future__ import annotations
@@ -19,7 +28,7 @@ import numpy as np
 from ase import units
 from ase.calculators.calculator import Calculator
 
-from elt.sampling.bias import WrappedCalculator
+from elt.sampling.bias import ConfidenceSwitch, WrappedCalculator, members
 from elt.sampling.cv import CV, TWO_PI
 from elt.sampling.cv import from_config as cv_from_config
 
@@ -27,7 +36,7 @@ from elt.sampling.cv import from_config as cv_from_config
 class MetadCalculator(WrappedCalculator):
     def __init__(self, inner: Calculator, cvs: Sequence[CV], widths: Sequence[float], height: float = 0.05,
                  stride: int = 50, biasfactor: Optional[float] = None, temperature: Optional[float] = None,
-                 **kwargs):
+                 switch: Optional[ConfidenceSwitch] = None, **kwargs):
         super().__init__(inner, **kwargs)
         if len(cvs) != len(widths) or not cvs:
             raise ValueError(f"metadynamics needs one width per CV, got {len(cvs)} CVs and {len(widths)} widths")
@@ -38,14 +47,17 @@ class MetadCalculator(WrappedCalculator):
         self.periodic = np.array([cv.periodic for cv in self.cvs])
         self.height, self.stride = float(height), int(stride)
         self.biasfactor, self.temperature = biasfactor, temperature
+        self.switch = switch
         self.centers = np.zeros((0, len(self.cvs)))
         self.heights = np.zeros(0)
         self.hill_steps: list[int] = []
 
     @classmethod
     def from_config(cls, inner: Calculator, cfg, temperature: Optional[float]) -> "MetadCalculator":
+        conf = getattr(cfg, "confidence", None)
         return cls(inner, [cv_from_config(c) for c in cfg.cvs], [c.width for c in cfg.cvs], cfg.height,
-                   cfg.stride, cfg.biasfactor, temperature)
+                   cfg.stride, cfg.biasfactor, temperature,
+                   switch=ConfidenceSwitch.from_config(conf) if conf is not None else None)
 
     # ----------------------------------------------------------------- CVs and bias potential
     def cv_values(self, atoms) -> tuple[np.ndarray, np.ndarray]:
@@ -72,7 +84,11 @@ class MetadCalculator(WrappedCalculator):
     def bias(self, atoms, results):
         s, grads = self.cv_values(atoms)
         v, dv = self.potential(s)
-        return v, -np.tensordot(dv, grads, axes=(0, 0))
+        f = -np.tensordot(dv, grads, axes=(0, 0))
+        if self.switch is None:
+            return v, f
+        w, dw = self.switch(*members(results))
+        return w * v, w * f - v * dw
 
     # ----------------------------------------------------------------- hills
     def deposit(self, s: np.ndarray, step: int) -> float:
@@ -87,6 +103,8 @@ class MetadCalculator(WrappedCalculator):
 
     def on_step(self, step, atoms):
         super().on_step(step, atoms)
+        if self.switch is not None:
+            self.switch.observe()
         if step <= 0 or step % self.stride or (self.hill_steps and self.hill_steps[-1] == step):
             return
         self.deposit(self.cv_values(atoms)[0], step)

@@ -18,15 +18,17 @@ from elt.sampling.select import choose
 CANDIDATES_FILE = "candidates.extxyz"
 FEATURES_FILE = "candidates_desc.npy"
 MODEL_DEVI_FILE = "model_devi.out"
+FRAMES_FILE = "frames.extxyz"
 
 
 def finish_walker(out_dir: Path, walker: WalkerSpec, rec: WalkerRecord, potential,
-                  levels: SelectionLevels) -> ExploreResult:
+                  levels: SelectionLevels, save_frames: bool = False) -> ExploreResult:
     """Write ``model_devi.out`` (DP-GEN's columns plus devi_e) and ``candidates.extxyz`` (with
     strategy fps also ``candidates_desc.npy``: one descriptor vector per candidate, same order)
     into ``out_dir``; classify the frames (the frame that stopped the walker for a bad reason is
     failed), thin the candidates to ``levels.max_per_walker`` and store on each the ensemble's
-    mean prediction before retraining (reports compare it with the label: the true error)."""
+    mean prediction before retraining (reports compare it with the label: the true error).
+    ``save_frames``: also every recorded frame in ``frames.extxyz`` (the stage's save_frames)."""
     out_dir = Path(out_dir)
     devi = rec.devi_array()
     write_model_devi(out_dir / MODEL_DEVI_FILE, rec.steps, devi)
@@ -58,12 +60,14 @@ def finish_walker(out_dir: Path, walker: WalkerSpec, rec: WalkerRecord, potentia
         cands.append(Candidate(index=len(frames) - 1, step=int(rec.steps[i]), frame_id=fid,
                                max_devi_f=float(devi[i, 3]), devi_e=float(devi[i, 6])))
     write_frames(out_dir / CANDIDATES_FILE, frames)
+    if save_frames:
+        write_frames(out_dir / FRAMES_FILE, rec.frames)
     if fps:
         np.save(out_dir / FEATURES_FILE, feats)
     return ExploreResult(walker=walker.id, n_frames=int(len(devi)), counts=counts(classes),
                          stop_reason=rec.stop_reason, steps_done=rec.steps_done, candidates=cands,
                          features_file=str(out_dir / FEATURES_FILE) if fps else None, bias=rec.bias,
-                         hills=rec.hills,
+                         hills=rec.hills, beyond_frames=rec.beyond_frames, restarts=rec.restarts,
                          max_devi_f_max=float(np.nanmax(devi[:, 3])) if len(devi) and np.isfinite(devi[:, 3]).any() else None,
                          candidates_file=str(out_dir / CANDIDATES_FILE),
                          model_devi_file=str(out_dir / MODEL_DEVI_FILE))

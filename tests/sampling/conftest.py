@@ -9,6 +9,7 @@ from ase.build import bulk
 from ase.calculators.emt import EMT
 
 from elt.data.frames import attach_labels
+from elt.potentials.base import EnsemblePotential, EnsemblePrediction
 
 
 def cu_frames(n: int, amplitude: float = 0.05, seed: int = 0, size=(2, 2, 2)):
@@ -40,7 +41,10 @@ def cu_ensemble(tmp_path_factory):
     d = tmp_path_factory.mktemp("cu_ensemble")
     frames = cu_frames(8)
     cfg = TrainConfig(model=DeepPotModel(rcut=4.0, rcut_smth=2.0, embedding=[8, 16], axis_neuron=4, fitting=[16, 16]),
-                      epochs=30, min_steps=1, batch_size=2, threads=1, validation_fraction=0.0)
+                      epochs=30, min_steps=1, batch_size=2, threads=1, validation_fraction=0.0,
+                      # the schedule this fixture was made with (not the defaults, which move on):
+                      # the bias tests measure effects on this very ensemble
+                      learning_rate=1e-3, learning_rate_end=1e-4, patience=None, stress_weight=(0.0, 0.0))
     paths = []
     for m in range(3):
         p = d / f"member_{m}.pt"
@@ -55,3 +59,26 @@ def cu_pot64(cu_ensemble):
     from elt.potentials.deepmd import load_ensemble
 
     return load_ensemble(cu_ensemble[0], precision="float64")
+
+
+
+class ScaledEMTEnsemble(EnsemblePotential):
+    """A real EMT ensemble for bias tests: member m has E_m = (1 + eps_m)·E_EMT (mean eps 0), so
+    the ensemble mean is EMT exactly and the members disagree in proportion to EMT's energy and
+    forces; one EMT call per frame."""
+
+    def __init__(self, eps=(-0.03, -0.01, 0.01, 0.03)):
+        self.eps = np.asarray(eps, dtype=np.float64)
+        self.size, self.elements, self.rcut = len(self.eps), ("Cu",), 5.0
+        self._emt = EMT()
+
+    def predict(self, atoms, *, stress=False):
+        a = atoms.copy()
+        a.calc = self._emt
+        s = 1.0 + self.eps
+        return EnsemblePrediction(a.get_potential_energy() * s, a.get_forces()[None] * s[:, None, None])
+
+
+@pytest.fixture(scope="session")
+def emt_ensemble():
+    return ScaledEMTEnsemble()

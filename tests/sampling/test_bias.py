@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 
 from elt.potentials.deviation import frame_deviation
-from elt.sampling.bias import HALCalculator, UDDCalculator, energy_variance, wrap_calculator
+from elt.sampling.bias import HALCalculator, UDDCalculator, energy_variance
+from elt.sampling.wrappers import wrap_calculator
 from elt.sampling.md import run_walker
+from bias_helpers import fd_check
 
 
 def _width_for(pot, atoms, x=1.0):
@@ -15,22 +17,6 @@ def _width_for(pot, atoms, x=1.0):
     p = pot.predict(atoms)
     var = float(np.var(p.energies))
     return math.sqrt(var / (pot.size * len(atoms) * x))
-
-
-def _fd_check(calc, atoms, n=8, h=1e-4, seed=0):
-    a = atoms.copy()
-    a.calc = calc
-    forces = a.get_forces().copy()
-    rng = np.random.default_rng(seed)
-    scale = np.abs(forces).max()
-    for _ in range(n):
-        i, c = int(rng.integers(len(a))), int(rng.integers(3))
-        a.positions[i, c] += h
-        ep = a.get_potential_energy()
-        a.positions[i, c] -= 2 * h
-        em = a.get_potential_energy()
-        a.positions[i, c] += h
-        assert -(ep - em) / (2 * h) == pytest.approx(forces[i, c], abs=1e-5 * scale + 1e-6)
 
 
 def test_variance_gradient_matches_finite_differences(cu_pot64, cu_ensemble):
@@ -52,7 +38,7 @@ def test_udd_energy_and_forces_match_finite_differences(cu_pot64, cu_ensemble):
     atoms = cu_ensemble[1][3].copy()
     atoms.positions += np.random.default_rng(1).normal(0, 0.05, atoms.positions.shape)
     calc = UDDCalculator(cu_pot64.calculator(), strength=2.0, width=_width_for(cu_pot64, atoms))
-    _fd_check(calc, atoms)
+    fd_check(calc, atoms)
     # the bias force is a real part of the total: not negligible against the ensemble forces
     assert np.abs(calc.results["bias_forces"]).max() > 1e-3 * np.abs(calc.results["forces"]).max()
 
@@ -60,7 +46,7 @@ def test_udd_energy_and_forces_match_finite_differences(cu_pot64, cu_ensemble):
 def test_hal_energy_and_forces_match_finite_differences(cu_pot64, cu_ensemble):
     atoms = cu_ensemble[1][2].copy()
     calc = HALCalculator(cu_pot64.calculator(), tau=3.0)
-    _fd_check(calc, atoms)
+    fd_check(calc, atoms)
 
 
 def test_results_mean_includes_bias_and_deviations_stay_unbiased(cu_pot64, cu_ensemble):
@@ -128,7 +114,9 @@ def test_bias_drives_walkers_to_higher_deviation(cu_ensemble, kind):
     pot = load_ensemble(cu_ensemble[0])
     start = cu_ensemble[1][0]
     if kind == "udd":
-        biased = UDDCalculator(pot.calculator(), strength=5.0)  # B set on the start frame
+        # B set on the start frame; A = 20 eV: on this fixture's ensemble 5 eV raises σ_E by only
+        # ~15 %, 20 eV doubles it (both seeds tried), 50 eV drives atoms together
+        biased = UDDCalculator(pot.calculator(), strength=20.0)
     else:
         biased = HALCalculator(pot.calculator(), target_ratio=0.5, memory=5)
     plain_f, plain_e = _mean_devi(pot, start, pot.calculator(), seed=5)
@@ -153,3 +141,146 @@ def test_wrap_calculator_follows_the_stage_config(cu_pot64):
     c = wrap_calculator(base, st, 0, 300.0)
     assert isinstance(c, HALCalculator) and c.tau == 0.7 and c.target_ratio is None
     assert isinstance(c.inner, MetadCalculator) and c.inner.inner is base
+
+
+# ---------------------------------------------------------------- flattening (the seeds' bias)
+def _switch_at(pot, atoms, start, x=0.4):
+    """A ConfidenceSwitch with start frame ``start`` whose ramp puts ``atoms`` at fraction ``x``
+    of the way from lo to hi (σ: std of the members' energy changes since ``start``, per atom)."""
+    from elt.sampling.bias import ConfidenceSwitch
+
+    de = pot.predict(atoms).energies - pot.predict(start).energies
+    s = float(np.std(de)) / len(atoms)
+    sw = ConfidenceSwitch(lo=s - 0.8 * x * s, hi=s + 0.8 * (1 - x) * s)
+    sw.e0 = pot.predict(start).energies
+    return sw, s
+
+
+def test_smooth_switch_is_c1_and_bounded():
+    from elt.sampling.bias import smooth_switch
+
+    xs = np.linspace(-0.5, 1.5, 2001)
+    w = np.array([smooth_switch(x)[0] for x in xs])
+    dw = np.array([smooth_switch(x)[1] for x in xs])
+    assert w[0] == 1.0 and w[-1] == 0.0 and np.all(np.diff(w) <= 1e-15)
+    np.testing.assert_allclose(np.gradient(w, xs)[1:-1], dw[1:-1], atol=2e-3)
+    assert smooth_switch(0.5) == (pytest.approx(0.5), pytest.approx(-1.875))
+
+
+def test_flatten_energy_and_forces_match_finite_differences(cu_pot64, cu_ensemble):
+    from elt.sampling.bias import FlattenCalculator
+
+    atoms = cu_ensemble[1][3].copy()
+    atoms.positions += np.random.default_rng(2).normal(0, 0.05, atoms.positions.shape)
+    sw, _ = _switch_at(cu_pot64, atoms, cu_ensemble[1][0])
+    calc = FlattenCalculator(cu_pot64.calculator(), strength=0.6, switch=sw)
+    p = cu_pot64.predict(atoms)
+    calc.e_ref = float(p.energies.mean()) - 0.7  # Ē − E_ref ≠ 0: the dw/dR term is on
+    fd_check(calc, atoms)
+    a = atoms.copy()
+    a.calc = calc
+    a.get_forces()
+    r = calc.results
+    assert 0.2 < calc.w < 0.95
+    # the switch term is a real part of the bias force, not only −λ·w·F̄
+    switch_part = r["bias_forces"] + 0.6 * calc.w * p.forces.mean(axis=0)
+    assert np.abs(switch_part).max() > 0.05 * np.abs(r["bias_forces"]).max()
+    assert r["bias_energy"] == pytest.approx(-0.6 * calc.w * 0.7, rel=1e-9)
+    assert r["energy_unbiased"] == pytest.approx(p.energies.mean(), rel=1e-12)
+
+
+def test_flatten_scales_forces_where_confident_and_leaves_them_where_not(cu_pot64, cu_ensemble):
+    from elt.sampling.bias import FlattenCalculator
+
+    atoms = cu_ensemble[1][1].copy()
+    p = cu_pot64.predict(atoms)
+    from elt.sampling.bias import ConfidenceSwitch
+
+    sw, s = _switch_at(cu_pot64, atoms, cu_ensemble[1][0], -2.0)  # σ below lo: forces (1 − λ)·F̄
+    above = ConfidenceSwitch(lo=0.2 * s, hi=0.5 * s)  # σ above hi: F̄
+    above.e0 = sw.e0
+    for sw, factor in [(sw, 0.3), (above, 1.0)]:
+        calc = FlattenCalculator(cu_pot64.calculator(), strength=0.7, switch=sw)
+        a = atoms.copy()
+        a.calc = calc
+        np.testing.assert_allclose(a.get_forces(), factor * p.forces.mean(axis=0), atol=1e-9)
+
+
+def test_switch_ignores_member_offsets_and_calibrates_over_a_plain_warmup(cu_pot64, cu_ensemble):
+    """σ starts at 0 on the start frame (constant offsets between members do not count); for
+    ``warmup`` steps w = 0 (no bias), then lo, hi = 2, 4 × the warm-up's mean σ; E_ref follows Ē."""
+    from elt.sampling.bias import FlattenCalculator
+
+    calc = FlattenCalculator(cu_pot64.calculator(), strength=0.5, memory=10)
+    calc.switch.warmup = 3
+    frames = [cu_ensemble[1][i].copy() for i in (0, 1, 2, 3, 4)]
+    e = [cu_pot64.predict(a).energies for a in frames]
+    assert np.std(e[0]) / 32 > 1e-4  # the members do disagree on the start frame's energy
+    sig = [float(np.std(x - e[0])) / 32 for x in e]
+    e_ref = float(e[0].mean())
+    for step, a in enumerate(frames):
+        a.calc = calc
+        a.get_potential_energy()
+        assert calc.switch.sigma == pytest.approx(sig[step], rel=1e-6, abs=1e-12)
+        if step < 3:
+            assert calc.w == 0.0 and calc.results["bias_energy"] == 0.0
+            np.testing.assert_allclose(calc.results["bias_forces"], 0.0)
+        assert calc.e_ref == pytest.approx(e_ref)
+        calc.on_step(step + 1, a)
+        e_ref += (float(e[step].mean()) - e_ref) / 10
+    ref = np.mean(sig[:3])
+    assert calc.switch.lo == pytest.approx(2 * ref) and calc.switch.hi == pytest.approx(4 * ref)
+    assert sig[0] == 0.0
+
+
+def test_wrap_calculator_builds_flatten_from_the_stage_config(cu_pot64):
+    from elt.config.workflow import StageConfig
+    from elt.sampling.bias import FlattenCalculator
+
+    st = StageConfig(bias={"kind": "flatten", "strength": 0.4, "confidence": {"lo": 0.001, "hi": 0.003}})
+    c = wrap_calculator(cu_pot64.calculator(), st, 0, 300.0)
+    assert isinstance(c, FlattenCalculator) and c.strength == 0.4
+    assert (c.switch.lo, c.switch.hi) == (0.001, 0.003) and c.switch.calibrated
+    with pytest.raises(Exception):
+        StageConfig(bias={"kind": "flatten", "strength": 1.0})
+
+
+def _vacancy_cell():
+    """31 Cu atoms: a 2x2x2 fcc cell (a = 3.61 Å) without atom 0; returns (atoms, vacancy site)."""
+    from ase.build import bulk
+
+    cell = bulk("Cu", "fcc", a=3.61, cubic=True) * (2, 2, 2)
+    site = cell.positions[0].copy()
+    del cell[0]
+    return cell, site
+
+
+def _closest_to(site, frames):
+    """Per frame, the distance (Å, minimum image) of the atom nearest the vacancy site."""
+    out = []
+    for f in frames:
+        d = f.positions - site
+        d -= np.round(d @ np.linalg.inv(f.cell.array)) @ f.cell.array
+        out.append(np.linalg.norm(d, axis=1).min())
+    return np.array(out)
+
+
+def test_flatten_walker_escapes_the_vacancy_basin_plain_md_stays_in(emt_ensemble):
+    """Vacancy migration in 31-atom Cu with EMT (barrier ≈ 0.6 eV ≈ 8 kT at 900 K): in 2.4 ps plain
+    MD leaves every atom at ≥ 0.9 Å from the vacancy site (the nearest ones sit at 2.55 Å), while a
+    flattened walker (λ = 0.6; the thermal frames are confident: σ ≈ 0.004–0.009 eV/atom below lo)
+    has an atom hop into the site (< 0.6 Å) at the same temperature and seeds."""
+    from elt.sampling.bias import ConfidenceSwitch, FlattenCalculator
+
+    atoms, site = _vacancy_cell()
+    kw = dict(temperature=900, timestep=2.0, steps=1200, record_every=10)
+    plain, flat = [], []
+    for seed in (0, 1):
+        rec = run_walker(atoms, emt_ensemble.calculator(), seed=seed, **kw)
+        plain.append(_closest_to(site, rec.frames).min())
+        calc = FlattenCalculator(emt_ensemble.calculator(), strength=0.6, switch=ConfidenceSwitch(lo=0.01, hi=0.02))
+        rec = run_walker(atoms, calc, seed=seed, **kw)
+        assert rec.stop_reason == "completed"
+        flat.append(_closest_to(site, rec.frames).min())
+    assert min(plain) > 0.9, plain
+    assert min(flat) < 0.6, flat

@@ -10,6 +10,7 @@ from ase.calculators.calculator import Calculator, all_changes
 from elt.sampling.cv import Angle, Coordination, Dihedral, Distance
 from elt.sampling.md import run_walker
 from elt.sampling.metad import MetadCalculator
+from bias_helpers import fd_check
 
 
 def _fd_grad(cv, atoms, h=1e-6):
@@ -152,3 +153,47 @@ def test_hills_and_colvar_files(tmp_path):
     colvar = np.loadtxt(tmp_path / "colvar.out", ndmin=2)
     assert hills.shape == (10, 3) and list(hills[:3, 0]) == [5, 10, 15]
     assert colvar.shape == (6, 2) and colvar[0, 1] == pytest.approx(2.0)
+
+
+def test_confidence_switched_metad_forces_match_finite_differences(cu_pot64, cu_ensemble):
+    """E_b = w(σ)·V(s): forces include the −V·dw/dR term; checked on the real ensemble."""
+    from elt.sampling.bias import ConfidenceSwitch
+
+    atoms = cu_ensemble[1][2].copy()
+    atoms.positions += np.random.default_rng(3).normal(0, 0.04, atoms.positions.shape)
+    e0 = cu_pot64.predict(cu_ensemble[1][0]).energies  # the walker's start frame
+    s = float(np.std(cu_pot64.predict(atoms).energies - e0)) / len(atoms)
+    sw = ConfidenceSwitch(lo=0.6 * s, hi=1.6 * s)
+    sw.e0 = e0
+    calc = MetadCalculator(cu_pot64.calculator(), [Distance([0, 1]), Coordination([0], list(range(1, 32)), r0=2.9)],
+                           [0.1, 0.3], height=0.2, stride=1, switch=sw)
+    a = atoms.copy()
+    a.calc = calc
+    s0, _ = calc.cv_values(a)
+    for k, d in enumerate(([0.0, 0.0], [0.05, -0.2], [-0.08, 0.3])):
+        calc.deposit(s0 + np.array(d), step=k + 1)
+    a.get_forces()
+    v, _ = calc.potential(s0)
+    w = calc.results["bias_energy"] / v
+    assert 0.2 < w < 0.9 and v > 0.1
+    plain = MetadCalculator(cu_pot64.calculator(), calc.cvs, calc.widths, stride=1)
+    plain.centers, plain.heights = calc.centers, calc.heights
+    b = atoms.copy()
+    b.calc = plain
+    b.get_forces()
+    # the −V·dw/dR term is there: the switched bias force is not just w times the plain one
+    assert np.abs(calc.results["bias_forces"] - w * plain.results["bias_forces"]).max() > 1e-3
+    fd_check(calc, atoms, n=10)
+
+
+def test_switched_metad_from_config_and_without_an_ensemble():
+    from elt.config.sampling import MetadConfig
+
+    cfg = MetadConfig(cvs=[{"kind": "distance", "atoms": [0, 1]}], confidence={"lo_factor": 1.5, "hi_factor": 3})
+    calc = MetadCalculator.from_config(DoubleWell(), cfg, 300.0)
+    assert calc.switch.lo_factor == 1.5 and calc.switch.hi_factor == 3.0
+    calc.deposit(np.array([2.0]), 1)
+    a = _dimer()
+    a.calc = calc
+    with pytest.raises(ValueError, match="ensemble calculator"):
+        a.get_forces()
