@@ -59,6 +59,13 @@ class SelectionLevels(Record):
     ehi: Optional[float] = Field(None, description="Upper level on the energy deviation per atom (eV), if used.")
     max_per_walker: Optional[int] = Field(None, description="Most candidates one walker keeps.")
     strategy: str = Field("random", description="How a walker thins its candidates: random | highest | fps.")
+    calibration: int = Field(0, ge=0, description="Frames below hi, not candidates, drawn at random and kept with the ensemble's prediction so the driver can label some to calibrate the deviation on an unrestricted sample.")
+
+    def ident(self) -> dict:
+        d = super().ident()
+        if not d.get("calibration"):
+            d.pop("calibration", None)  # the levels of runs made before the field keep their task ids
+        return d
 
 
 class Candidate(Record):
@@ -78,6 +85,7 @@ class ExploreResult(TaskResult):
     stop_reason: str = Field(description="Why the walker ended (completed, above_trust_hi, nan, too_close, energy_spike).")
     steps_done: int = Field(description="Last MD step recorded.")
     candidates: list[Candidate] = Field(description="The frames the walker kept as candidates.")
+    calibration: list[Candidate] = Field(default_factory=list, description="Random frames below hi that are not candidates (SelectionLevels.calibration of them), in the same candidates file after the candidates.")
     features_file: Optional[str] = Field(None, description="candidates_desc.npy (fps only): one descriptor vector per candidate.")
     bias: Optional[str] = Field(None, description="Name of the bias calculator the MD followed, if any.")
     hills: int = Field(0, description="Metadynamics hills deposited.")

@@ -36,6 +36,9 @@ def _setup_logging(level: int) -> None:
     root.propagate = False
     for noisy in ("distributed", "dask_jobqueue", "tornado", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
+    # distributed sets up its own logging when it is first imported (after this), from dask's
+    # config: say there that only errors are for the user (worker processes inherit it too)
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
 
 
 def _console():
@@ -171,6 +174,8 @@ def summary_lines(summary) -> list[str]:
                           if promise is not None else ""))
     elif t.get("error"):
         out.append(f"final test: {t['error']}")
+    for w in summary.final_metrics.get("warnings") or []:
+        out.append(f"[yellow]warning[/yellow] final training, {w}")
     out.append(f"final ensemble: {Path(run) / 'model'}  (load with elt.load_potential(PATH))")
     out.append(f"next: `elt report {run}` (tables and plots), `elt export {run} --format extxyz -o data.extxyz`")
     return out

@@ -17,7 +17,13 @@ from elt.records import ExecSettings
 TASK_KINDS = ("train", "explore", "label")
 
 
-class LabelExec(Strict):
+class TaskSizes(Strict):
+    """How work is cut into tasks on this cluster (one definition for every profile)."""
+
+    walkers_per_task: Optional[int] = Field(None, ge=1, description="Most walkers one exploration task runs when the stage's explorer batches walkers (explorer.kind: batched); null: as many as spread the walkers evenly over the workers.")
+
+
+class LabelExec(TaskSizes):
     """How label tasks start the reference code on this cluster (one definition for every profile)."""
 
     label_threads: int = Field(1, ge=1, description="OMP threads a DFT label task may use.")
@@ -160,7 +166,7 @@ class SlurmPool(Strict):
         return life, margin // 2
 
 
-class SlurmProfile(Strict):
+class SlurmProfile(TaskSizes):
     """SLURM through dask-jobqueue: one Dask scheduler in the driver, worker jobs in pools.
 
     Every task kind (train, explore, label) belongs to exactly one pool, so DFT jobs stay off

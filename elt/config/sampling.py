@@ -185,12 +185,14 @@ class AdaptiveLo(Strict):
 # ---------------------------------------------------------------- automatic trust levels
 class AutoLevels(Strict):
     """How select.trust_lo / trust_hi: auto are derived each iteration (elt.sampling.levels.auto_levels):
-    target = lo_factor × max_over_rms × the members' mean validation force RMSE; trust_lo = target / c
+    target = lo_factor × max_over_rms × the members' mean force RMSE on their training frames (what the
+    model achieves where it has data; the validation error of a small data set measures the lack of
+    data instead, and would loosen the levels exactly when the model knows least); trust_lo = target / c
     with c the calibration (true max force error ≈ c × max force deviation, fitted on labeled frames
     the ensemble was not trained on; c = 1 before any); trust_hi = hi_factor × trust_lo; each clipped
     to its floor and ceiling."""
 
-    lo_factor: float = Field(1.5, gt=0, description="Accurate means an expected max force error up to this many times what training reached on its validation frames (> 1 leaves room for the spread of frame errors).")
+    lo_factor: float = Field(1.5, gt=0, description="Accurate means an expected max force error up to this many times what training reached on its training frames (> 1 leaves room for the spread of frame errors).")
     max_over_rms: float = Field(3.5, gt=0, description="Ratio of a frame's max-over-atoms force error to its force-component RMSE (3.5 measured on 32-atom EMT Cu and Ni frames by bench/bench_indicator.py; it grows slowly with the number of atoms).")
     hi_factor: float = Field(3.0, gt=1, description="trust_hi = hi_factor × trust_lo (before its floor and ceiling).")
     lo_min: float = Field(0.03, gt=0, description="Floor of the automatic trust_lo (eV/Å).")
@@ -198,6 +200,7 @@ class AutoLevels(Strict):
     hi_min: float = Field(0.15, gt=0, description="Floor of the automatic trust_hi (eV/Å).")
     hi_max: float = Field(1.0, gt=0, description="Ceiling of the automatic trust_hi (eV/Å).")
     min_frames: int = Field(5, ge=1, description="Fewest held-out labeled frames for a calibration; with fewer, c = 1 (or the last calibration).")
+    calibration_frames: int = Field(2, ge=0, description="Frames labeled each iteration at random among all explored frames below trust_hi (not only candidates): the calibration sample is then not range-restricted, and an iteration whose frames are all accurate still tests that. They join the data set. Until min_frames such labeled frames calibrate the deviation, an accurate iteration does not count towards convergence.")
 
     @model_validator(mode="after")
     def _check(self):

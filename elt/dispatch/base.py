@@ -39,6 +39,13 @@ class Cluster(ABC):
         """Extra ``client.submit`` keyword arguments for a task kind (resources, workers...)."""
         return {}
 
+    def worker_slots(self, kind: str) -> int:
+        """How many tasks of ``kind`` can run at once (how many batches to make of the walkers)."""
+        try:
+            return max(1, sum(w.get("nthreads", 1) for w in self.client.scheduler_info()["workers"].values()))
+        except Exception:
+            return 1
+
     def exec_settings(self, kind: str = "label") -> ExecSettings:
         return self.profile.exec_settings()
 

@@ -250,6 +250,11 @@ class SlurmDaskCluster(Cluster):
     def submit_options(self, kind: str) -> dict[str, Any]:
         return {"resources": {pool_resource(self.pool_for(kind)): 1}}
 
+    def worker_slots(self, kind: str) -> int:
+        # jobs start on demand: count what the pool may grow to, not the workers up now
+        pool = self.profile.pools[self.pool_for(kind)]
+        return pool.max_jobs * pool.processes
+
     def exec_settings(self, kind: str = "label") -> ExecSettings:
         return self.profile.pools[self.pool_for(kind)].exec_settings()
 

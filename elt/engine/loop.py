@@ -7,6 +7,7 @@ missing (see :mod:`elt.engine.state`).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -34,6 +35,7 @@ from elt.engine.runner import Outcome, Reporter, TaskRunner, TaskSpec
 from elt.engine.state import RunLock, RunState
 from elt.errors import CalculationError, CampaignError, ConfigError, SetupError, StateError
 from elt.records import ExploreResult, SelectionLevels, TrainResult, WalkerSpec
+from elt.sampling.batching import split_batches
 from elt.sampling.levels import auto_levels, calibrate, held_out_pairs
 from elt.sampling.select import adaptive_lo, cap_per_group, choose
 
@@ -272,14 +274,30 @@ class Campaign:
                  follow=None) -> list[Outcome]:
         wf = self.wf
         st = wf.explore.stages[stage_index]
+        walkers = [(WalkerSpec(id=wid, temperature=T, pressure=P, seed=seed, iteration=it), a)
+                   for wid, a, T, P, seed in self._walkers(it, stage_index)]
         specs = []
-        for wid, a, T, P, seed in self._walkers(it, stage_index):
-            walker = WalkerSpec(id=wid, temperature=T, pressure=P, seed=seed, iteration=it)
-            tid = content_id("explore", st, sel, members, frame_hash(a), walker)
-            specs.append(TaskSpec(tid, "explore", it, tasks.explore_task, self._task_dir(it, "explore", wid, tid),
-                                  (walker, a, members, wf.train.kind, st, sel, wf.explore.threads), wid))
-        phase = f"iteration {it}: explore (stage {stage_index})" + (" + label" if follow else "")
-        return runner.run(specs, phase, follow)
+        if not getattr(registry.get("explorer", st.explorer.kind), "batched", False):
+            for walker, a in walkers:  # one walker per task
+                tid = content_id("explore", st, sel, members, frame_hash(a), walker)
+                specs.append(TaskSpec(tid, "explore", it, tasks.explore_task, self._task_dir(it, "explore", walker.id, tid),
+                                      (walker, a, members, wf.train.kind, st, sel, wf.explore.threads), walker.id))
+        else:  # walkers grouped into tasks, each task one batched MD
+            groups = split_batches([len(a) for _, a in walkers], workers=self.cluster.worker_slots("explore"),
+                                   max_atoms=st.explorer.max_atoms,
+                                   max_walkers=self.profile.walkers_per_task or st.explorer.max_walkers)
+            for k, g in enumerate(groups):
+                ws, starts = [walkers[i][0] for i in g], [walkers[i][1] for i in g]
+                tid = content_id("explore-batch", st, sel, members, [frame_hash(a) for a in starts], ws)
+                specs.append(TaskSpec(tid, "explore", it, tasks.explore_batch_task,
+                                      self._task_dir(it, "explore", f"batch{k}", tid),
+                                      (ws, starts, members, wf.train.kind, st, sel, wf.explore.threads), f"batch{k}"))
+        phase = f"iteration {it}: explore (stage {st.name or stage_index})" + (" + label" if follow else "")
+        if follow is not None:
+            inner = follow
+            follow = lambda o: [s for w in _per_walker(o) for s in inner(w)]  # noqa: E731
+        return [w if o.spec.kind == "explore" else o for o in runner.run(specs, phase, follow)
+                for w in (_per_walker(o) if o.spec.kind == "explore" else [o])]
 
     def _select_levels(self, stage_index: int, metrics: Optional[dict] = None) -> tuple[SelectionLevels, Optional[dict]]:
         """The levels of an iteration in stage ``stage_index`` whose training gave ``metrics``, and,
@@ -288,14 +306,17 @@ class Campaign:
         st = wf.explore.stages[stage_index]
         lo, hi = st.trust_lo or wf.select.trust_lo, st.trust_hi or wf.select.trust_hi
         derived = None
+        calibration = 0
         if "auto" in (lo, hi):
-            valid = ((metrics or {}).get("valid") or (metrics or {}).get("train") or {}).get("rmse_f")
+            fit = ((metrics or {}).get("train") or (metrics or {}).get("valid") or {}).get("rmse_f")
             devi, err = self.held_out
             scale = calibrate(devi, err, wf.select.auto.min_frames)
-            auto = auto_levels(valid, scale, wf.select.auto, None if lo == "auto" else lo, None if hi == "auto" else hi)
+            auto = auto_levels(fit, scale, wf.select.auto, None if lo == "auto" else lo, None if hi == "auto" else hi)
             lo, hi, derived = auto.lo, auto.hi, {**auto.as_dict(), "calibration_frames": int(len(devi))}
+            calibration = wf.select.auto.calibration_frames
         lv = SelectionLevels(lo=lo, hi=hi, elo=wf.select.energy_trust_lo, ehi=wf.select.energy_trust_hi,
-                             max_per_walker=wf.select.max_per_walker, strategy=wf.select.strategy)
+                             max_per_walker=wf.select.max_per_walker, strategy=wf.select.strategy,
+                             calibration=calibration)
         if wf.select.adaptive_lo is not None:
             # walkers keep every frame below hi as a potential candidate; the driver sets lo
             lv = lv.model_copy(update={"lo": 0.0, "elo": 0.0 if lv.ehi is not None else None,
@@ -494,6 +515,25 @@ class Campaign:
             frames.append(cache[wi][c.index])
         return self._fresh(frames, set()), pool, lv
 
+    def _calibration_frames(self, walks: list[Outcome], it: int, chosen: set) -> list:
+        """``select.auto.calibration_frames`` frames drawn at random from every walker's random
+        sample of its frames below trust_hi (not only candidates), fresh ones only."""
+        want = self.wf.select.auto.calibration_frames
+        pool = [(wi, c) for wi, o in enumerate(walks) if o.status == "done" for c in _explored(o).calibration]
+        pool = [(wi, c) for wi, c in pool if c.frame_id not in chosen and c.frame_id not in self.known]
+        if not want or not pool:
+            return []
+        rng = np.random.default_rng(derive_seed(self.wf.seed, "calibrate", it))
+        pick = sorted(rng.choice(len(pool), size=min(want, len(pool)), replace=False).tolist())
+        cache: dict[int, list] = {}
+        out = []
+        for k in pick:
+            wi, c = pool[k]
+            if wi not in cache:
+                cache[wi] = read_frames(Path(_explored(walks[wi]).candidates_file))
+            out.append(cache[wi][c.index])
+        return self._fresh(out, set())
+
     def _check_failed_fraction(self, n: int, failed: list[dict], it: int) -> None:
         wf = self.wf
         if n and len(failed) > wf.label.max_failed_fraction * n:
@@ -533,6 +573,10 @@ class Campaign:
             frames = [o.spec.args[0] for o in streamed]
         else:
             labeled, failed = self._label(runner, frames, it, f"iteration {it}: label")
+        calib = self._calibration_frames(walks, it, {a.info.get(FRAME_ID) for a in frames})
+        if calib:  # an unrestricted sample of the explored frames, labeled to calibrate the deviation
+            more, more_failed = self._label(runner, calib, it, f"iteration {it}: label (calibration)")
+            labeled, failed, frames = labeled + more, failed + more_failed, frames + calib
         t4 = time.perf_counter()
         self._check_failed_fraction(len(frames), failed, it)
         data_file = self.layout.iteration_data(it)
@@ -549,7 +593,9 @@ class Campaign:
             "iteration": it, "stage": si, "stage_name": st.name or f"stage {si}",
             "temperatures": st.temperatures, "pressures": st.pressures,
             "trust_lo": lv.lo, "trust_hi": lv.hi, "energy_trust_lo": lv.elo, "energy_trust_hi": lv.ehi,
-            "levels": derived,
+            "levels": derived, "calibration_labels": len(calib),
+            # auto levels are trusted once a calibration of the deviation exists (plan.advance)
+            "calibrated": derived is None or derived.get("scale") is not None,
             "walkers": len(walks), "walker_failures": walker_failures, "frames": total, **counts,
             "accurate_ratio": ratio,
             "candidate_ratio": counts["candidate"] / total if total else 0.0,
@@ -557,7 +603,7 @@ class Campaign:
             "stop_reasons": stop_reasons, "candidates": len(pool), "selected": len(frames),
             "labels_ok": len(labeled), "labels_failed": len(failed), "failures": failed,
             "dataset_size": dataset_size, "train": metrics, "members": members,
-            "explore_tasks": [o.spec.task_dir.name for o in walks],
+            "explore_tasks": [str(o.spec.task_dir.relative_to(self.layout.explore_dir(it, ""))) for o in walks],
             "data_file": str(data_file), "data_sha256": file_digest(data_file), "label_tasks": label_tasks,
             "stuck": stuck,
             "seconds": {"train": t1 - t0, "explore": t2 - t1, "select": t3 - t2, "label": t4 - t3},
@@ -595,6 +641,19 @@ class Campaign:
         return out
 
 
+def _per_walker(o: Outcome) -> list[Outcome]:
+    """The walkers of an exploration task's outcome, one outcome each (a batch task ran several:
+    each gets its own folder ``TASK_DIR/WALKER``, name and result); a one-walker task as it is."""
+    res = o.result or {}
+    if "walkers" not in res:
+        return [o]
+    out = []
+    for r in res["walkers"]:
+        spec = dataclasses.replace(o.spec, name=r["walker"], task_dir=o.spec.task_dir / r["walker"])
+        out.append(dataclasses.replace(o, spec=spec, result={**r, "seconds": res.get("seconds", 0.0)}))
+    return out
+
+
 def _explored(o: Outcome) -> ExploreResult:
     """The typed result of a finished exploration task (stored results of earlier runs included)."""
     return ExploreResult.model_validate(o.result)
@@ -607,6 +666,8 @@ def _mean_metrics(ms: list[dict]) -> dict:
         if vals:
             out[split] = {k: float(np.mean([v[k] for v in vals if k in v])) for k in ("rmse_e", "rmse_f") if any(k in v for v in vals)}
     out["seconds"] = float(sum(m.get("seconds", 0.0) for m in ms))
+    out["stop_reasons"] = sorted({m["stop_reason"] for m in ms if m.get("stop_reason")})
+    out["warnings"] = sorted({f"member {i}: {w}" for i, m in enumerate(ms) for w in m.get("warnings") or []})
     return out
 
 

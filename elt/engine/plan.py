@@ -63,7 +63,10 @@ def advance(wf, pos: Position, record: dict) -> Position:
     """The position after ``record`` (the summary of iteration ``pos.iteration``)."""
     n_stages = len(wf.explore.stages)
     stage = pos.stage
-    streak = pos.streak + 1 if record["accurate_ratio"] >= stage_threshold(wf, stage) else 0
+    # an iteration counts as accurate only when its levels can be trusted: auto levels need a
+    # calibration of the deviation first (records without the flag: fixed levels)
+    accurate = record["accurate_ratio"] >= stage_threshold(wf, stage) and record.get("calibrated", True)
+    streak = pos.streak + 1 if accurate else 0
     in_stage = pos.in_stage + 1
     it = pos.iteration + 1
     done = None

@@ -67,7 +67,10 @@ def summary_line(r: dict) -> str:
             f"fail {100 * r['failed_ratio']:5.1f}% | +{r['labels_ok']} labels"
             + (f" ({r['labels_failed']} failed)" if r["labels_failed"] else "")
             + f" | data {r['dataset_size']} | force RMSE "
-            + (f"{rmse_f:.3f} eV/Å" if rmse_f is not None else "n/a"))
+            + (f"{rmse_f:.3f} eV/Å" if rmse_f is not None else "n/a")
+            + (f" | trust {r['trust_lo']:.3g}-{r['trust_hi']:.3g} eV/Å" if r.get("trust_lo") is not None else "")
+            + (" auto" + ("" if r.get("calibrated", True) else ", not yet calibrated") if r.get("levels") else "")
+            + "".join(f"\n  warning: {w}" for w in t.get("warnings") or []))
 
 
 def _reusable(rec: Optional[dict]) -> bool:

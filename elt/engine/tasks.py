@@ -111,6 +111,24 @@ def explore_task(task_dir: Path, walker, start, member_paths: list[str], train_k
                          save_frames=stage.save_frames).model_dump(mode="json")
 
 
+def explore_batch_task(task_dir: Path, walkers: list, starts: list, member_paths: list[str], train_kind: str,
+                       stage, levels, threads: int = 1) -> dict:
+    """Several walkers in one task (an explorer that batches them, e.g. ``batched``): each walker's
+    files in ``task_dir/WALKER_ID/``; the result lists the walkers' results in order."""
+    from elt import registry
+    from elt.sampling.walker_output import finish_walker
+
+    _set_threads(threads)
+    pot = _ensemble(train_kind, tuple(member_paths), None)
+    explorer = registry.get("explorer", stage.explorer.kind)(stage.explorer)
+    dirs = [Path(task_dir) / w.id for w in walkers]
+    for d in dirs:
+        d.mkdir(parents=True, exist_ok=True)
+    recs = explorer.run(walkers, starts, pot, stage, levels, dirs)
+    return {"walkers": [finish_walker(d, w, rec, pot, levels, save_frames=stage.save_frames).model_dump(mode="json")
+                        for w, rec, d in zip(walkers, recs, dirs)]}
+
+
 # ------------------------------------------------------------------ label
 def label_task(task_dir: Path, atoms, label_cfg, exec_settings, retries: int = 0) -> dict:
     """Label one frame. Physics failures are returned as data (status failed, physics true) and

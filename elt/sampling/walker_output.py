@@ -47,9 +47,16 @@ def finish_walker(out_dir: Path, walker: WalkerSpec, rec: WalkerRecord, potentia
         keep = choose(devi[cand, 3], levels.max_per_walker, levels.strategy, rng, feats)
         cand = cand[keep]
         feats = feats[keep] if fps else None
-    frames, cands = [], []
-    preds = potential.predict_many([rec.frames[i] for i in cand]) if len(cand) else []
-    for i, p in zip(cand, preds):
+    calib = np.zeros(0, dtype=np.int64)
+    if levels.calibration:  # an unrestricted sample: any frame below hi that is not a candidate
+        rest = np.flatnonzero(classes != FAILED)
+        rest = rest[~np.isin(rest, cand)]
+        rng = np.random.default_rng(walker.seed + 2)
+        calib = np.sort(rng.choice(rest, size=min(levels.calibration, len(rest)), replace=False))
+    frames, cands, calibs = [], [], []
+    keep = np.concatenate([cand, calib]).astype(np.int64)
+    preds = potential.predict_many([rec.frames[i] for i in keep]) if len(keep) else []
+    for j, (i, p) in enumerate(zip(keep, preds)):
         a = rec.frames[i]
         fid = frame_hash(a)
         a.info.update({FRAME_ID: fid, ITERATION: walker.iteration, SOURCE: walker.id,
@@ -57,8 +64,9 @@ def finish_walker(out_dir: Path, walker: WalkerSpec, rec: WalkerRecord, potentia
                        PRED_ENERGY: float(np.mean(p.energies))})
         a.arrays[PRED_FORCES] = np.asarray(p.forces, dtype=np.float64).mean(axis=0)
         frames.append(a)
-        cands.append(Candidate(index=len(frames) - 1, step=int(rec.steps[i]), frame_id=fid,
-                               max_devi_f=float(devi[i, 3]), devi_e=float(devi[i, 6])))
+        (cands if j < len(cand) else calibs).append(
+            Candidate(index=len(frames) - 1, step=int(rec.steps[i]), frame_id=fid,
+                      max_devi_f=float(devi[i, 3]), devi_e=float(devi[i, 6])))
     write_frames(out_dir / CANDIDATES_FILE, frames)
     if save_frames:
         write_frames(out_dir / FRAMES_FILE, rec.frames)
@@ -66,6 +74,7 @@ def finish_walker(out_dir: Path, walker: WalkerSpec, rec: WalkerRecord, potentia
         np.save(out_dir / FEATURES_FILE, feats)
     return ExploreResult(walker=walker.id, n_frames=int(len(devi)), counts=counts(classes),
                          stop_reason=rec.stop_reason, steps_done=rec.steps_done, candidates=cands,
+                         calibration=calibs,
                          features_file=str(out_dir / FEATURES_FILE) if fps else None, bias=rec.bias,
                          hills=rec.hills, beyond_frames=rec.beyond_frames, restarts=rec.restarts,
                          max_devi_f_max=float(np.nanmax(devi[:, 3])) if len(devi) and np.isfinite(devi[:, 3]).any() else None,

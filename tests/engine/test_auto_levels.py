@@ -23,14 +23,17 @@ def test_auto_levels_follow_the_ensembles_error(tmp_path):
     cfg = AutoLevels()
     for r in recs:
         lv = r["levels"]
-        valid = (r["train"].get("valid") or r["train"]["train"])["rmse_f"]
+        fit = r["train"]["train"]["rmse_f"]  # what the members reach on their training frames
         c = lv["scale"] or 1.0
-        assert lv["target"] == pytest.approx(cfg.lo_factor * cfg.max_over_rms * valid)
+        assert lv["target"] == pytest.approx(cfg.lo_factor * cfg.max_over_rms * fit)
         assert r["trust_lo"] == pytest.approx(np.clip(lv["target"] / c, cfg.lo_min, cfg.lo_max))
         assert r["trust_hi"] == pytest.approx(np.clip(cfg.hi_factor * r["trust_lo"], cfg.hi_min, cfg.hi_max))
         assert cfg.lo_min <= r["trust_lo"] < r["trust_hi"] <= cfg.hi_max
-    # the first iteration has no labeled candidates to calibrate on; later ones do
+    # the first iteration has no labeled frames to calibrate on: not trusted, whatever its ratio;
+    # each iteration labels random explored frames (not only candidates) for the calibration
     assert recs[0]["levels"]["calibration_frames"] == 0 and recs[0]["levels"]["scale"] is None
+    assert not recs[0]["calibrated"]
+    assert all(0 < r["calibration_labels"] <= cfg.calibration_frames for r in recs)
     assert recs[-1]["levels"]["calibration_frames"] > 0
     # the levels move with the training error: a different error gives a different level
     targets = [r["levels"]["target"] for r in recs]

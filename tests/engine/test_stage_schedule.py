@@ -53,3 +53,12 @@ def test_every_stop_reason_has_a_human_message():
 
     assert {"converged", "max_iterations", "stage_budget", "stuck"} <= set(STATUS_TEXT)
     assert "stuck" in STATUS_TEXT["stuck"]
+
+
+def test_an_accurate_iteration_at_uncalibrated_auto_levels_does_not_count():
+    wf = parse_workflow(BASE)
+    uncal = {**rec(1.0, 0), "calibrated": False}
+    pos = replay(wf, [uncal, uncal, uncal])
+    assert (pos.stage, pos.streak, pos.done) == (0, 0, None)  # all frames "accurate", but nothing proves it
+    pos = replay(wf, [uncal, {**rec(1.0, 0), "calibrated": True}, {**rec(0.9, 0), "calibrated": True}])
+    assert pos.stage == 1  # once calibrated, accurate iterations escalate as before
