@@ -52,6 +52,13 @@ class DeepPotEnsemble(EnsemblePotential):
             d = self.model.descriptor(vec.unsqueeze(0).expand(self.size, *vec.shape), g.blocks)
         return d.mean(dim=0).to(torch.float64).numpy()
 
+    def batch_evaluator(self, systems: Sequence[Atoms], *, device: str = "cpu", skin: float = 1.0):
+        """All ``systems`` in one model call with Verlet lists (:class:`~elt.potentials.deepmd.batch.DeepPotBatch`)."""
+        from elt.potentials.batch import resolve_device
+        from elt.potentials.deepmd.batch import DeepPotBatch
+
+        return DeepPotBatch(self, systems, resolve_device(device), skin=skin)
+
     def predict(self, atoms: Atoms, *, stress: bool = False) -> EnsemblePrediction:
         return self.predict_many([atoms], stress=stress)[0]
 
