@@ -220,3 +220,31 @@ def test_bad_arguments_are_refused(pot64):
         run_batch([cuag()], [{"seed": 0}], pot64, propagate="median", steps=10)
     with pytest.raises(ValueError, match="npt needs a periodic cell"):
         run_batch([Atoms("Cu2", positions=[[0, 0, 0], [2.5, 0, 0]])], [{"seed": 0}], pot64, ensemble="npt", steps=10)
+
+
+def test_batch_task_builds_each_walkers_bias_and_runs_them_together(members, tmp_path):
+    from elt.config.workflow import StageConfig
+    from elt.engine.batch_explore import explore_batch_task
+
+    stage = StageConfig(steps=20, record_every=10, bias={"kind": "udd", "strength": 0.5, "from_iteration": 1})
+    walkers = [{"id": f"w{i}", "temperature": 300.0 + 100 * i, "pressure": None, "seed": i, "iteration": i}
+               for i in range(2)]
+    starts = [cuag(), cuag((3, 3, 3), seed=1)]
+    select = {"lo": 0.0, "hi": float("inf")}
+    r = explore_batch_task(tmp_path, walkers, starts, [str(p) for p in members], "deepmd", stage, select)
+    assert [type(c).__name__ for c in r["calcs"]] == ["EnsembleCalculator", "UDDCalculator"]
+    assert [rec.steps for rec in r["records"]] == [[0, 10, 20]] * 2
+    seen = []
+    out = explore_batch_task(tmp_path, walkers, starts, [str(p) for p in members], "deepmd", stage, select,
+                             write_outputs=lambda d, w, rec, calc, pot, sel: seen.append(d) or {"walker": w["id"]})
+    assert out == {"walkers": [{"walker": "w0"}, {"walker": "w1"}]} and seen == [tmp_path / "w0", tmp_path / "w1"]
+
+
+def test_split_batches_fills_workers_and_respects_the_atom_budget():
+    from elt.engine.batch_explore import split_batches
+
+    assert split_batches([32] * 8, workers=2) == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    assert split_batches([108] * 5, workers=1, max_atoms=256) == [[0, 1], [2, 3], [4]]
+    assert split_batches([32] * 6, workers=1, max_walkers=4) == [[0, 1, 2, 3], [4, 5]]
+    assert split_batches([5000, 32], workers=1) == [[0], [1]]
+    assert split_batches([], workers=3) == []
