@@ -80,9 +80,11 @@ class EnsemblePotential(ABC):
     def calculator(self) -> "EnsembleCalculator":
         return EnsembleCalculator(self)
 
-    def batch_evaluator(self, systems: Sequence[Atoms], *, device: str = "cpu", skin: float = 1.0):
+    def batch_evaluator(self, systems: Sequence[Atoms], *, device: str = "cpu", skin: float = 1.0,
+                        compile: bool = False):
         """Many systems in one call (:mod:`elt.potentials.batch`); this default evaluates them
-        through :meth:`predict_many`. ``skin`` (Å) is for potentials that keep neighbour lists."""
+        through :meth:`predict_many`. ``skin`` (Å) is for potentials that keep neighbour lists,
+        ``compile`` for those with compiled (torch.compile) kernels; both are hints."""
         from elt.potentials.batch import PerFrameBatch, resolve_device
 
         return PerFrameBatch(self, systems, resolve_device(device))

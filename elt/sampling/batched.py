@@ -43,6 +43,7 @@ from elt.sampling.md import DEVI_KEYS, WalkerRecord, min_pair_distance
 from elt.units import GPA_TO_EV_PER_ANGSTROM3
 
 PROPAGATE = ("mean", "member0")
+COMPILE_ATOM_STEPS = 2_000_000  # compile="auto" compiles the model's kernels from this much work on
 
 
 class ResultsFeed(Calculator):
@@ -256,12 +257,14 @@ def run_batch(starts: Sequence[Atoms], walkers: Sequence[dict], potential, *, en
               min_distance: float = 0.5, stop_at: Optional[float] = None,
               max_energy_jump: Optional[float] = None, biases: Optional[Sequence] = None,
               propagate: str = "mean", device: str = "cpu", skin: float = 1.0,
-              stats: Optional[dict] = None) -> list[WalkerRecord]:
+              compile: bool | str = "auto", stats: Optional[dict] = None) -> list[WalkerRecord]:
     """Run all walkers (``walkers[w]``: temperature K, pressure GPa or None, seed) from
     ``starts[w]`` (not modified) with ``potential`` (an EnsemblePotential); one record per walker,
     in order. Arguments as :func:`~elt.sampling.md.run_walker`; see the module docstring for
-    ``biases``, ``propagate``, ``skin``. ``stats``, when given, receives counters (evaluations,
-    neighbour-list builds)."""
+    ``biases``, ``propagate``, ``skin``. ``compile``: compiled model kernels (True/False; ``auto``:
+    when the batch has at least :data:`COMPILE_ATOM_STEPS` atom-steps to do, so that the one-time
+    compilation, tens of seconds, pays off). ``stats``, when given, receives counters
+    (evaluations, neighbour-list builds)."""
     if len(starts) != len(walkers):
         raise ValueError(f"{len(starts)} start frames for {len(walkers)} walkers")
     if propagate not in PROPAGATE:
@@ -274,7 +277,9 @@ def run_batch(starts: Sequence[Atoms], walkers: Sequence[dict], potential, *, en
     ws = [_Walker(i, a, spec, ensemble, biases[i] if biases is not None else None)
           for i, (a, spec) in enumerate(zip(starts, walkers))]
     records = [w.rec for w in ws]
-    evaluator = potential.batch_evaluator([w.atoms for w in ws], device=str(dev), skin=skin)
+    if compile == "auto":
+        compile = steps * sum(w.n for w in ws) >= COMPILE_ATOM_STEPS
+    evaluator = potential.batch_evaluator([w.atoms for w in ws], device=str(dev), skin=skin, compile=bool(compile))
     b = _Batch(ws, evaluator, _initial_state(ws, dev), make_integrator(ensemble, timestep, friction),
                propagate, (min_distance, stop_at, max_energy_jump))
     n_total = (steps // record_every) * record_every  # as run_walker: the last record at or before steps
