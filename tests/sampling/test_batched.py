@@ -248,3 +248,23 @@ def test_split_batches_fills_workers_and_respects_the_atom_budget():
     assert split_batches([32] * 6, workers=1, max_walkers=4) == [[0, 1, 2, 3], [4, 5]]
     assert split_batches([5000, 32], workers=1) == [[0], [1]]
     assert split_batches([], workers=3) == []
+
+
+@pytest.mark.slow
+def test_compiled_table_kernels_give_the_eager_forces(members):
+    """torch.compile'd table kernels (compile=True): same energies, forces and records as eager."""
+    from elt.potentials.deepmd import load_ensemble
+    from elt.potentials.deepmd.compress import compile_kernels
+
+    pot = load_ensemble(members)  # float32, as explorations run
+    starts = [cuag(), cuag((3, 3, 3), seed=2)]
+    specs = [{"temperature": 300, "seed": 1}, {"temperature": 500, "seed": 2}]
+    eager = run_batch(starts, specs, pot, steps=20, record_every=10, compile=False)
+    try:
+        assert compile_kernels()
+        compiled = run_batch(starts, specs, pot, steps=20, record_every=10, compile=True)
+    finally:
+        compile_kernels(False)
+    for r1, r2 in zip(eager, compiled):
+        np.testing.assert_allclose(r1.devi_array(), r2.devi_array(), rtol=1e-3, atol=1e-5)
+        np.testing.assert_allclose(r1.frames[-1].positions, r2.frames[-1].positions, atol=1e-4)

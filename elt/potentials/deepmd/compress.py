@@ -38,11 +38,15 @@ def _slope_dot(grad_g, s, c0, c1, c2, c3, offsets, h: float, n: int):
 _COMPILED: dict = {}
 
 
-def compile_kernels() -> bool:
-    """Use torch.compile'd (fused, C++) kernels for the table lookup from now on, in this process:
-    several times faster on the CPU than eager gathers and multiply-adds. The first call of each
-    dtype compiles (tens of seconds; inductor caches it on disk). False when compiling fails
-    (no C++ compiler ...): the eager kernels stay."""
+def compile_kernels(enable: bool = True) -> bool:
+    """Use torch.compile'd (fused, C++) kernels for the table lookup from now on, in this process
+    (CPU tensors): several times faster than eager gathers and multiply-adds. The first call of
+    each dtype and member count compiles (seconds to tens of seconds; inductor caches it on disk).
+    False when compiling fails (no C++ compiler ...): the eager kernels stay. ``enable=False``
+    goes back to the eager kernels."""
+    if not enable:
+        _COMPILED.clear()
+        return False
     if _COMPILED:
         return True
     try:

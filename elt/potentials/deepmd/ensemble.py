@@ -60,9 +60,10 @@ class DeepPotEnsemble(EnsemblePotential):
         from elt.potentials.deepmd.batch import DeepPotBatch
         from elt.potentials.deepmd.compress import compile_kernels
 
-        if compile:
+        dev = resolve_device(device)
+        if compile and dev.type == "cpu":  # the kernels are compiled for the CPU
             compile_kernels()
-        return DeepPotBatch(self, systems, resolve_device(device), skin=skin)
+        return DeepPotBatch(self, systems, dev, skin=skin)
 
     def predict(self, atoms: Atoms, *, stress: bool = False) -> EnsemblePrediction:
         return self.predict_many([atoms], stress=stress)[0]
