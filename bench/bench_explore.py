@@ -45,18 +45,16 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from ase import units  # noqa: E402
 from ase.build import bulk  # noqa: E402
-from ase.calculators.emt import EMT  # noqa: E402
-from ase.md.langevin import Langevin  # noqa: E402
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution  # noqa: E402
 
 from elt.config.train import TrainConfig  # noqa: E402
-from elt.data.frames import attach_labels  # noqa: E402
 from elt.potentials.deepmd import load_ensemble, train_member  # noqa: E402
 from elt.potentials.deepmd.compress import compile_kernels  # noqa: E402
 from elt.sampling.batched import run_batch  # noqa: E402
 from elt.sampling.md import run_walker  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_potential import emt_md_frames  # noqa: E402
 
 SIZES = {32: (2, 2, 2), 108: (3, 3, 3), 256: (4, 4, 4)}
 MD = dict(timestep=2.0, record_every=10, friction=0.02, min_distance=0.5)
@@ -64,20 +62,6 @@ MD = dict(timestep=2.0, record_every=10, friction=0.02, min_distance=0.5)
 
 def cu(n: int):
     return bulk("Cu", "fcc", a=3.61, cubic=True) * SIZES[n]
-
-
-def emt_frames(n: int, temperature: float = 600.0, seed: int = 0) -> list:
-    atoms = cu(32)
-    atoms.calc = EMT()
-    rng = np.random.default_rng(seed)
-    MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
-    dyn = Langevin(atoms, 2 * units.fs, temperature_K=temperature, friction=0.02, rng=rng, fixcm=False)
-    dyn.run(50)
-    out = []
-    for _ in range(n):
-        dyn.run(10)
-        out.append(attach_labels(atoms, atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()))
-    return out
 
 
 def steps_for(atoms_total: int, budget: float) -> int:
@@ -110,6 +94,22 @@ def bench_batch(pot, n: int, walkers: int, propagate: str, budget: float, compil
     return {"cpu_us": 1e6 * cpu / done, "wall_us": 1e6 * wall / done, "steps": steps, "stop": ",".join(stops),
             "list_builds": stats.get("builds"), "max_devi_f_mean": float(devi.mean()) if len(devi) else None,
             "max_devi_f_p95": float(np.percentile(devi, 95)) if len(devi) else None}
+
+
+def bench_tradeoff(pot, steps: int, walkers: int = 8, n: int = 108, temperature: float = 600.0) -> dict:
+    """The deviation schedule's trade-off on a longer run: cost and recorded deviations of mean
+    against member-0 propagation, same walkers and seeds (compiled kernels)."""
+    specs = [{"temperature": temperature, "seed": s} for s in range(walkers)]
+    out = {}
+    for prop in ("mean", "member0"):
+        recs, wall, cpu = timed(lambda: run_batch([cu(n)] * walkers, specs, pot, steps=steps, propagate=prop,
+                                                  compile=True, **MD))
+        devi = np.concatenate([r.devi_array()[1:, 3] for r in recs])
+        done = sum(r.steps_done for r in recs) * n
+        out[prop] = {"cpu_us": 1e6 * cpu / done, "max_devi_f_mean": float(devi.mean()),
+                     "max_devi_f_p95": float(np.percentile(devi, 95)), "above_0.2": float((devi >= 0.2).mean()),
+                     "stops": sorted({r.stop_reason for r in recs})}
+    return out
 
 
 # ---------------------------------------------------------------------------- LAMMPS + DeePMD-kit
@@ -221,7 +221,7 @@ def main() -> None:
     budget = 1.5e4 if args.quick else 1.2e5  # atom-steps per batched measurement
     args.workdir.mkdir(parents=True, exist_ok=True)
 
-    frames = emt_frames(30)
+    frames = emt_md_frames(30, 600.0, 0)
     cfg = TrainConfig(threads=1, epochs=20, batch_size=2, validation_fraction=0.0)
     paths = []
     for m in range(4):
@@ -275,6 +275,12 @@ def main() -> None:
                       f"[{mean['stop']}; {mean['list_builds']} list builds]", flush=True)
     if lmp_why:
         print(f"LAMMPS + DeePMD-kit: {lmp_why}")
+    tsteps = 200 if args.quick else 1000
+    tradeoff = bench_tradeoff(pot, tsteps)
+    print(f"deviation schedule, 108 atoms x 8 walkers at 600 K, {tsteps} steps (compiled kernels):")
+    for prop, t in tradeoff.items():
+        print(f"  propagate={prop:7s} {t['cpu_us']:6.1f} µs/atom-step; recorded max_devi_f mean {t['max_devi_f_mean']:.4f}, "
+              f"p95 {t['max_devi_f_p95']:.4f} eV/Å, {100 * t['above_0.2']:.1f} % of frames >= 0.2; {t['stops']}")
 
     def get(n, w, key, kernels="compiled"):
         r = next((r for r in rows if r["atoms"] == n and r["walkers"] == w and r["kernels"] == kernels), None)
@@ -297,17 +303,13 @@ def main() -> None:
         print(f"  {k:36s} {'n/a' if v is None else f'{v:.2f}'}")
     mean108, m0_108 = get(108, 32, "batch_mean"), get(108, 32, "batch_member0")
     lmp = get(108, 32, "lammps")
-    r108 = next(r for r in rows if r["atoms"] == 108 and r["walkers"] == 32 and r["kernels"] == "compiled")
-    for key in ("batch_mean", "batch_member0"):
-        b = r108[key]
-        print(f"  108 x 32, propagate={key[6:]:7s}: recorded max_devi_f mean {b['max_devi_f_mean']:.4f}, "
-              f"p95 {b['max_devi_f_p95']:.4f} eV/Å over {b['steps']} steps")
     print(f"32 walkers x 108 atoms, ensemble of 4, 1 thread: {1e6 / mean108:,.0f} atom-steps/s (mean), "
           f"{1e6 / m0_108:,.0f} atom-steps/s (member0 between records)")
     if lmp:
         print(f"LAMMPS + DeePMD-kit at 108 atoms: {1e6 / lmp:,.0f} atom-steps/s per walker process")
     if args.json:
-        args.json.write_text(json.dumps({"rows": rows, "summary": summary, "lammps_note": lmp_why}, indent=2))
+        args.json.write_text(json.dumps({"rows": rows, "summary": summary, "tradeoff": tradeoff,
+                                         "lammps_note": lmp_why}, indent=2))
     fmt = lambda x: "n/a" if x is None else f"{x:.2f}"  # noqa: E731
     print(f"batched_vs_ase_32x16={fmt(summary['batched_vs_ase_32x16'])} "
           f"batched_vs_lammps_108={fmt(summary['batched_vs_lammps_108'])}")

@@ -23,7 +23,15 @@ start structure, atom count and elements.
   ``on_step`` code unchanged. A biased batch evaluates all members every step (the biases need
   the members' energies and forces).
 - Neighbour lists: the potential's batch evaluator (:meth:`EnsemblePotential.batch_evaluator`),
-  for the Deep Potential Verlet lists with ``skin`` (Å).
+  for the Deep Potential Verlet lists with ``skin`` (Å), cache-sized groups of systems per model
+  call on the CPU, and (``compile``) torch.compile'd table kernels.
+- Devices: ``device`` auto | cpu | cuda (:func:`~elt.potentials.batch.resolve_device`); the MD
+  state lives on the device, the per-walker bookkeeping (records, biases, stop checks) on the host.
+
+Cost (``bench/bench_explore.py``): the MD between records is about k times cheaper with
+``member0`` than with ``mean``; ``mean`` follows the smoother ensemble-mean surface, ``member0``
+one member's (as DP-GEN does), so the two explore slightly different trajectories; the recorded
+deviations are the full ensemble's either way.
 """
 
 from __future__ import annotations
@@ -44,6 +52,7 @@ from elt.units import GPA_TO_EV_PER_ANGSTROM3
 
 PROPAGATE = ("mean", "member0")
 COMPILE_ATOM_STEPS = 2_000_000  # compile="auto" compiles the model's kernels from this much work on
+COMPILE_MIN_ATOMS = 256  # ... and this many atoms per step (below, the compiled call's overhead wins)
 
 
 class ResultsFeed(Calculator):
@@ -263,7 +272,7 @@ def run_batch(starts: Sequence[Atoms], walkers: Sequence[dict], potential, *, en
     in order. Arguments as :func:`~elt.sampling.md.run_walker`; see the module docstring for
     ``biases``, ``propagate``, ``skin``. ``compile``: compiled model kernels (True/False; ``auto``:
     when the batch has at least :data:`COMPILE_ATOM_STEPS` atom-steps to do, so that the one-time
-    compilation, tens of seconds, pays off). ``stats``, when given, receives counters
+    compilation, seconds to tens of seconds, pays off, and :data:`COMPILE_MIN_ATOMS` atoms). ``stats``, when given, receives counters
     (evaluations, neighbour-list builds)."""
     if len(starts) != len(walkers):
         raise ValueError(f"{len(starts)} start frames for {len(walkers)} walkers")
@@ -278,7 +287,8 @@ def run_batch(starts: Sequence[Atoms], walkers: Sequence[dict], potential, *, en
           for i, (a, spec) in enumerate(zip(starts, walkers))]
     records = [w.rec for w in ws]
     if compile == "auto":
-        compile = steps * sum(w.n for w in ws) >= COMPILE_ATOM_STEPS
+        n_atoms = sum(w.n for w in ws)
+        compile = n_atoms >= COMPILE_MIN_ATOMS and steps * n_atoms >= COMPILE_ATOM_STEPS
     evaluator = potential.batch_evaluator([w.atoms for w in ws], device=str(dev), skin=skin, compile=bool(compile))
     b = _Batch(ws, evaluator, _initial_state(ws, dev), make_integrator(ensemble, timestep, friction),
                propagate, (min_distance, stop_at, max_energy_jump))
