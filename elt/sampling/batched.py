@@ -41,11 +41,11 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 from ase import Atoms, units
-from ase.calculators.calculator import Calculator
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 
 from elt.potentials.batch import is_periodic, resolve_device
 from elt.potentials.deviation import frame_deviation
+from elt.sampling.batch_bias import attach_feed, bias_hooks, biased_forces
 from elt.sampling.integrators import MDState, make_integrator
 from elt.sampling.md import DEVI_KEYS, WalkerRecord, min_pair_distance
 from elt.units import GPA_TO_EV_PER_ANGSTROM3
@@ -53,32 +53,6 @@ from elt.units import GPA_TO_EV_PER_ANGSTROM3
 PROPAGATE = ("mean", "member0")
 COMPILE_ATOM_STEPS = 2_000_000  # compile="auto" compiles the model's kernels from this much work on
 COMPILE_MIN_ATOMS = 256  # ... and this many atoms per step (below, the compiled call's overhead wins)
-
-
-class ResultsFeed(Calculator):
-    """Innermost calculator of a walker's bias chain in a batch: hands the batch's results for
-    that walker (``pending``) to the wrappers above it."""
-
-    implemented_properties = ["energy", "free_energy", "forces", "stress"]
-
-    def __init__(self):
-        super().__init__()
-        self.pending: dict = {}
-
-    def calculate(self, atoms=None, properties=("energy",), system_changes=()):
-        self.results = dict(self.pending)
-
-
-def attach_feed(chain) -> ResultsFeed:
-    """Replace the innermost calculator of a wrapper chain by a :class:`ResultsFeed`."""
-    feed = ResultsFeed()
-    calc = chain
-    while isinstance(getattr(calc, "inner", None), Calculator) and hasattr(calc.inner, "inner"):
-        calc = calc.inner
-    if not hasattr(calc, "inner"):
-        raise ValueError(f"biases must be bias wrappers (with .inner), got {type(chain).__name__}")
-    calc.inner = feed
-    return feed
 
 
 class _Walker:
@@ -151,44 +125,12 @@ class _Batch:
         return out
 
     def _bias(self, out, f: torch.Tensor) -> torch.Tensor:
-        pos = self.s.pos.detach().cpu().numpy()
-        f_np = f.cpu().numpy().copy()
-        e_prop = (out.energies.mean(dim=0) if self.propagate == "mean" else out.energies[0]).cpu().numpy()
-        e_m, f_m = out.energies.cpu().numpy(), out.forces.cpu().numpy()
-        for w, walker in enumerate(self.walkers):
-            if walker.chain is None:
-                continue
-            sl = slice(self.offsets[w], self.offsets[w + 1])
-            walker.atoms.positions = pos[sl]
-            walker.feed.pending = {"energy": float(e_prop[w]), "free_energy": float(e_prop[w]),
-                                   "forces": f_np[sl].copy(), "energies_members": e_m[:, w],
-                                   "forces_members": f_m[:, sl]}
-            walker.chain.calculate(walker.atoms, ["energy", "forces"])
-            f_np[sl] = walker.chain.results["forces"]
-        return torch.as_tensor(f_np, dtype=f.dtype, device=f.device)
+        return biased_forces(self.walkers, self.offsets, self.s.pos, out, f, self.propagate)
 
     def on_step(self, step: int) -> None:
-        """The walkers' bias hooks after a step; a chain that dropped its results (a new hill)
-        is recomputed from the same ensemble results."""
-        if not self.biased:
-            return
-        pos = self.s.pos.detach().cpu().numpy()
-        changed = False
-        f_np = None
-        for w, walker in enumerate(self.walkers):
-            if walker.chain is None:
-                continue
-            sl = slice(self.offsets[w], self.offsets[w + 1])
-            walker.atoms.positions = pos[sl]
-            walker.chain.on_step(step, walker.atoms)
-            if not walker.chain.results:
-                walker.chain.calculate(walker.atoms, ["energy", "forces"])
-                if f_np is None:
-                    f_np = self.s.forces.cpu().numpy().copy()
-                f_np[sl] = walker.chain.results["forces"]
-                changed = True
-        if changed:
-            self.s.forces = torch.as_tensor(f_np, dtype=self.s.forces.dtype, device=self.s.forces.device)
+        """The walkers' bias hooks after a step (hills, adaptation)."""
+        if self.biased:
+            self.s.forces = bias_hooks(self.walkers, self.offsets, self.s.pos, self.s.forces, step)
 
     # ----------------------------------------------------------------- records and stops
     def record(self, step: int, out) -> list[int]:

@@ -268,3 +268,14 @@ def test_compiled_table_kernels_give_the_eager_forces(members):
     for r1, r2 in zip(eager, compiled):
         np.testing.assert_allclose(r1.devi_array(), r2.devi_array(), rtol=1e-3, atol=1e-5)
         np.testing.assert_allclose(r1.frames[-1].positions, r2.frames[-1].positions, atol=1e-4)
+
+
+def test_device_choice(pot64):
+    from elt.errors import SetupError
+    from elt.potentials.batch import resolve_device
+
+    rec = run_batch([cuag()], [{"seed": 0}], pot64, steps=10, record_every=10, device="auto")[0]
+    assert rec.steps == [0, 10]
+    if not torch.cuda.is_available():
+        with pytest.raises(SetupError, match="CUDA"):
+            resolve_device("cuda")
