@@ -7,6 +7,10 @@ rows ``offsets[w]:offsets[w+1]`` of the positions. Shapes and units, k members (
     positions (N, 3) Å, cells (W, 3, 3) Å          (torch float64, on the evaluator's device)
     -> energies (k, W) eV, forces (k, N, 3) eV/Å, virials (k, W, 3, 3) eV or None
 
+``members``: ``all`` (k members), ``first`` (member 0 alone: k = 1 everywhere) or ``mean``
+(energies of all k members; forces (1, N, 3) and virials (1, W, 3, 3) of their mean only, which
+a model can get from one gradient).
+
 Virials follow the model's sign (ASE: stress = -virial / volume) and are given for every system
 when asked for (zeros for a non-periodic one). Atom counts and elements may differ between
 systems. :meth:`BatchEvaluator.keep` drops systems that left the batch.
@@ -96,12 +100,18 @@ class PerFrameBatch(BatchEvaluator):
             frames.append(a)
         preds = self.potential.predict_many(frames, stress=virial)
         sl = slice(0, 1) if members == "first" else slice(None)
+        if members == "mean":
+            from elt.potentials.base import EnsemblePrediction
+
+            preds = [EnsemblePrediction(p.energies, p.forces.mean(axis=0, keepdims=True),
+                                        None if p.stress is None else p.stress.mean(axis=0, keepdims=True))
+                     for p in preds]
         t = lambda x: torch.as_tensor(np.asarray(x), dtype=torch.float64, device=self.device)  # noqa: E731
         energies = t(np.stack([p.energies[sl] for p in preds], axis=1))
         forces = t(np.concatenate([p.forces[sl] for p in preds], axis=1))
         virials = None
         if virial:
-            k = energies.shape[0]
+            k = forces.shape[0]
             v = [(-p.stress[sl] * a.get_volume()) if p.stress is not None else np.zeros((k, 3, 3))
                  for p, a in zip(preds, frames)]
             virials = t(np.stack(v, axis=1))

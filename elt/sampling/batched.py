@@ -111,7 +111,7 @@ class _Batch:
         return torch.as_tensor(xi, dtype=torch.float64, device=self.s.pos.device)
 
     def evaluate(self, record: bool):
-        members = "all" if (record or self.biased or self.propagate == "mean") else "first"
+        members = "all" if (record or self.biased) else ("mean" if self.propagate == "mean" else "first")
         out = self.ev.evaluate(self.s.pos, self.s.cells, members=members,
                                virial=self.npt or (record and self.periodic))
         self.evaluations += 1

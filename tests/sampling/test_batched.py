@@ -208,11 +208,13 @@ def test_per_frame_fallback_agrees_with_the_batched_model(pot64):
     systems = [cuag(amp=0.05), cuag((3, 3, 3), seed=4, amp=0.05)]
     pos = torch.as_tensor(np.concatenate([a.positions for a in systems]))
     cells = torch.as_tensor(np.stack([a.cell.array for a in systems]))
-    fast = pot64.batch_evaluator(systems).evaluate(pos, cells, members="first", virial=True)
-    slow = PerFrameBatch(pot64, systems, torch.device("cpu")).evaluate(pos, cells, members="first", virial=True)
-    assert fast.forces.shape == slow.forces.shape == (1, 140, 3)
-    for x, y in [(fast.energies, slow.energies), (fast.forces, slow.forces), (fast.virials, slow.virials)]:
-        np.testing.assert_allclose(x.numpy(), y.numpy(), atol=1e-10)
+    for members in ("first", "mean", "all"):
+        fast = pot64.batch_evaluator(systems).evaluate(pos, cells, members=members, virial=True)
+        slow = PerFrameBatch(pot64, systems, torch.device("cpu")).evaluate(pos, cells, members=members, virial=True)
+        assert fast.forces.shape == slow.forces.shape == ((4 if members == "all" else 1), 140, 3)
+        assert fast.energies.shape == ((1 if members == "first" else 4), 2)
+        for x, y in [(fast.energies, slow.energies), (fast.forces, slow.forces), (fast.virials, slow.virials)]:
+            np.testing.assert_allclose(x.numpy(), y.numpy(), atol=1e-10)
 
 
 def test_bad_arguments_are_refused(pot64):

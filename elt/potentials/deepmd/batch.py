@@ -124,13 +124,13 @@ class DeepPotBatch(BatchEvaluator):
         return lay
 
     def evaluate(self, positions, cells, *, members="all", virial=False) -> BatchOutput:
-        model = self.model if members == "all" else self.first_member()
+        model = self.first_member() if members == "first" else self.model
         parts = []
         for gi, group in enumerate(self._groups):
             lo, hi = self.offsets[group[0]], self.offsets[group[-1] + 1]
             pos, cell = positions[lo:hi], cells[group[0]:group[-1] + 1]
             lay = self._layout(gi, pos, cell)
             g, d = lay.graph(lay.vectors(pos, cell), self.dtype)
-            parts.append(model(g, d, forces=True, virial=virial))
+            parts.append(model(g, d, forces=True, virial=virial, mean=members == "mean"))
         f64 = lambda key, dim: torch.cat([p[key] for p in parts], dim=dim).detach().to(torch.float64)  # noqa: E731
         return BatchOutput(f64("energy", 1), f64("forces", 1), f64("virial", 1) if virial else None)
