@@ -47,7 +47,9 @@ from elt.potentials.batch import is_periodic, resolve_device
 from elt.potentials.deviation import frame_deviation
 from elt.sampling.batch_bias import attach_feed, bias_hooks, biased_forces
 from elt.sampling.integrators import MDState, make_integrator
-from elt.sampling.md import DEVI_KEYS, WalkerRecord, min_pair_distance
+from elt.data.modeldevi import ABOVE_TRUST_HI, DEVI_KEYS
+from elt.sampling.explorer import WalkerRecord
+from elt.sampling.md import min_pair_distance
 from elt.units import GPA_TO_EV_PER_ANGSTROM3
 
 PROPAGATE = ("mean", "member0")
@@ -168,7 +170,7 @@ class _Batch:
               and abs(e_now - walker.e_prev) > self.max_energy_jump * len(frame)):
             rec.stop_reason = "energy_spike"
         elif self.stop_at is not None and row[3] >= self.stop_at:
-            rec.stop_reason = "above_trust_hi"
+            rec.stop_reason = ABOVE_TRUST_HI
         else:
             walker.e_prev = e_now
             return False

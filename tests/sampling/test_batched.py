@@ -224,26 +224,47 @@ def test_bad_arguments_are_refused(pot64):
         run_batch([Atoms("Cu2", positions=[[0, 0, 0], [2.5, 0, 0]])], [{"seed": 0}], pot64, ensemble="npt", steps=10)
 
 
-def test_batch_task_builds_each_walkers_bias_and_runs_them_together(members, tmp_path):
+def test_batched_explorer_runs_each_walkers_bias_chain(members, tmp_path):
+    """explorer.kind batched through the registry: two walkers in one batch, the second biased
+    (UDD on from iteration 1) and with metadynamics hills written to its folder."""
+    from elt import registry
     from elt.config.workflow import StageConfig
-    from elt.engine.batch_explore import explore_batch_task
+    from elt.potentials.deepmd import load_ensemble
+    from elt.records import SelectionLevels, WalkerSpec
 
-    stage = StageConfig(steps=20, record_every=10, bias={"kind": "udd", "strength": 0.5, "from_iteration": 1})
-    walkers = [{"id": f"w{i}", "temperature": 300.0 + 100 * i, "pressure": None, "seed": i, "iteration": i}
+    stage = StageConfig(steps=20, record_every=10, explorer={"kind": "batched", "propagate": "member0"},
+                        bias={"kind": "udd", "strength": 0.5, "from_iteration": 1},
+                        metad={"cvs": [{"kind": "distance", "atoms": [0, 1]}], "stride": 5})
+    walkers = [WalkerSpec(id=f"w{i}", temperature=300.0 + 100 * i, pressure=None, seed=i, iteration=i)
                for i in range(2)]
-    starts = [cuag(), cuag((3, 3, 3), seed=1)]
-    select = {"lo": 0.0, "hi": float("inf")}
-    r = explore_batch_task(tmp_path, walkers, starts, [str(p) for p in members], "deepmd", stage, select)
-    assert [type(c).__name__ for c in r["calcs"]] == ["EnsembleCalculator", "UDDCalculator"]
-    assert [rec.steps for rec in r["records"]] == [[0, 10, 20]] * 2
-    seen = []
-    out = explore_batch_task(tmp_path, walkers, starts, [str(p) for p in members], "deepmd", stage, select,
-                             write_outputs=lambda d, w, rec, calc, pot, sel: seen.append(d) or {"walker": w["id"]})
-    assert out == {"walkers": [{"walker": "w0"}, {"walker": "w1"}]} and seen == [tmp_path / "w0", tmp_path / "w1"]
+    dirs = [tmp_path / w.id for w in walkers]
+    for d in dirs:
+        d.mkdir()
+    explorer = registry.get("explorer", stage.explorer.kind)(stage.explorer)
+    recs = explorer.run(walkers, [cuag(), cuag((3, 3, 3), seed=1)], load_ensemble(members), stage,
+                        SelectionLevels(lo=0.0, hi=float("inf")), dirs)
+    assert [r.steps for r in recs] == [[0, 10, 20]] * 2
+    assert [r.bias for r in recs] == ["MetadCalculator", "UDDCalculator"] and [r.hills for r in recs] == [4, 4]
+    assert np.loadtxt(dirs[1] / "hills.out", ndmin=2).shape == (4, 3)
+
+
+def test_explore_task_runs_the_batched_explorer(members, tmp_path):
+    """The engine's walker task with explorer: batched writes what it writes with the ASE path."""
+    from elt.config.workflow import StageConfig
+    from elt.engine.tasks import explore_task
+    from elt.records import SelectionLevels, WalkerSpec
+
+    stage = StageConfig(steps=30, record_every=10, stop_at_failed=False, explorer="batched")
+    walker = WalkerSpec(id="w0", temperature=400.0, pressure=None, seed=3, iteration=0)
+    r = explore_task(tmp_path, walker, cuag(), [str(p) for p in members], "deepmd", stage,
+                     SelectionLevels(lo=0.0, hi=float("inf")))
+    table = np.loadtxt(tmp_path / "model_devi.out", ndmin=2)
+    assert r["stop_reason"] == "completed" and r["n_frames"] == 4 and table.shape == (4, 8)
+    assert len(r["candidates"]) == 4 and (tmp_path / "candidates.extxyz").exists()
 
 
 def test_split_batches_fills_workers_and_respects_the_atom_budget():
-    from elt.engine.batch_explore import split_batches
+    from elt.sampling.batched_explorer import split_batches
 
     assert split_batches([32] * 8, workers=2) == [[0, 1, 2, 3], [4, 5, 6, 7]]
     assert split_batches([108] * 5, workers=1, max_atoms=256) == [[0, 1], [2, 3], [4]]
