@@ -30,6 +30,8 @@ import numpy as np
 import torch
 from ase import Atoms
 
+from elt.potentials.deviation import frame_deviation
+
 
 def resolve_device(device: str = "cpu") -> torch.device:
     """``auto`` (cuda when available, else cpu), ``cpu`` or ``cuda`` (``cuda:1`` ...)."""
@@ -48,6 +50,26 @@ class BatchOutput:
     energies: torch.Tensor                  # (k, W) eV
     forces: torch.Tensor                    # (k, N, 3) eV/Å
     virials: Optional[torch.Tensor] = None  # (k, W, 3, 3) eV
+
+    def host(self) -> "HostOutput":
+        """The same as numpy arrays (float64) on the host, for per-system bookkeeping."""
+        np_ = lambda x: None if x is None else x.detach().cpu().numpy()  # noqa: E731
+        return HostOutput(np_(self.energies), np_(self.forces), np_(self.virials))
+
+
+@dataclass
+class HostOutput:
+    energies: np.ndarray
+    forces: np.ndarray
+    virials: Optional[np.ndarray] = None
+
+    def deviation(self, w: int, atoms: slice, virial: bool) -> dict:
+        """DP-GEN's deviations of system ``w`` (its atoms ``atoms``), virial ones when ``virial``
+        (:func:`elt.potentials.deviation.frame_deviation`); {} for a single member."""
+        if self.energies.shape[0] < 2:
+            return {}
+        v = self.virials[:, w] if virial and self.virials is not None else None
+        return frame_deviation(self.energies[:, w], self.forces[:, atoms], v).as_dict()
 
 
 def is_periodic(atoms: Atoms) -> bool:

@@ -25,7 +25,7 @@ start structure, atom count and elements.
 - Neighbour lists: the potential's batch evaluator (:meth:`EnsemblePotential.batch_evaluator`),
   for the Deep Potential Verlet lists with ``skin`` (Å), cache-sized groups of systems per model
   call on the CPU, and (``compile``) torch.compile'd table kernels.
-- Devices: ``device`` auto | cpu | cuda (:func:`~elt.potentials.batch.resolve_device`); the MD
+- Devices: ``device`` auto | cpu | cuda (the potential's evaluator resolves it); the MD
   state lives on the device, the per-walker bookkeeping (records, biases, stop checks) on the host.
 
 Cost (``bench/bench_explore.py``): the MD between records is about k times cheaper with
@@ -43,8 +43,6 @@ import torch
 from ase import Atoms, units
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 
-from elt.potentials.batch import is_periodic, resolve_device
-from elt.potentials.deviation import frame_deviation
 from elt.sampling.batch_bias import attach_feed, bias_hooks, biased_forces
 from elt.sampling.integrators import MDState, make_integrator
 from elt.data.modeldevi import ABOVE_TRUST_HI, DEVI_KEYS
@@ -80,6 +78,7 @@ class _Walker:
         self.feed = attach_feed(chain) if chain is not None else None
         self.e_prev: Optional[float] = None
         self.n = len(self.atoms)
+        self.periodic = bool(self.atoms.pbc.any()) and self.atoms.cell.rank == 3  # as EnsembleCalculator
 
 
 def _initial_state(walkers: list[_Walker], device: torch.device) -> MDState:
@@ -103,7 +102,7 @@ class _Batch:
         self.min_distance, self.stop_at, self.max_energy_jump = stop_rules
         self.biased = any(w.chain is not None for w in walkers)
         self.npt = integrator.__class__.__name__ == "BerendsenNPT"
-        self.periodic = any(is_periodic(w.atoms) for w in walkers)
+        self.periodic = any(w.periodic for w in walkers)
         self.offsets = evaluator.offsets
         self.evaluations = 0
 
@@ -139,20 +138,18 @@ class _Batch:
         """Record every walker's frame; returns the positions (in the batch) of walkers that stop."""
         pos, mom = self.s.pos.cpu().numpy(), self.s.mom.cpu().numpy()
         cells = self.s.cells.cpu().numpy()
-        e_m, f_m = out.energies.cpu().numpy(), out.forces.cpu().numpy()
-        vir = out.virials.cpu().numpy() if out.virials is not None else None
+        host = out.host()
         stopped = []
         for w, walker in enumerate(self.walkers):
             sl = slice(self.offsets[w], self.offsets[w + 1])
             frame = walker.atoms.copy()
             frame.positions = pos[sl]
-            if is_periodic(frame):
+            if walker.periodic:
                 frame.cell = cells[w]
             frame.set_momenta(mom[sl])
-            virials = vir[:, w] if vir is not None and is_periodic(frame) else None
-            dev = frame_deviation(e_m[:, w], f_m[:, sl], virials).as_dict() if e_m.shape[0] > 1 else {}
+            dev = host.deviation(w, sl, walker.periodic)
             row = [float(dev.get(k, 0.0)) for k in DEVI_KEYS]
-            if self._append(walker, step, row, frame, float(np.mean(e_m[:, w]))):
+            if self._append(walker, step, row, frame, float(np.mean(host.energies[:, w]))):
                 stopped.append(w)
         return stopped
 
@@ -226,15 +223,14 @@ def run_batch(starts: Sequence[Atoms], walkers: Sequence[dict], potential, *, en
         raise ValueError(f"{len(biases)} biases for {len(walkers)} walkers (give None for an unbiased walker)")
     if not len(starts):
         return []
-    dev = resolve_device(device)
     ws = [_Walker(i, a, spec, ensemble, biases[i] if biases is not None else None)
           for i, (a, spec) in enumerate(zip(starts, walkers))]
     records = [w.rec for w in ws]
     if compile == "auto":
         n_atoms = sum(w.n for w in ws)
         compile = n_atoms >= COMPILE_MIN_ATOMS and steps * n_atoms >= COMPILE_ATOM_STEPS
-    evaluator = potential.batch_evaluator([w.atoms for w in ws], device=str(dev), skin=skin, compile=bool(compile))
-    b = _Batch(ws, evaluator, _initial_state(ws, dev), make_integrator(ensemble, timestep, friction),
+    evaluator = potential.batch_evaluator([w.atoms for w in ws], device=device, skin=skin, compile=bool(compile))
+    b = _Batch(ws, evaluator, _initial_state(ws, evaluator.device), make_integrator(ensemble, timestep, friction),
                propagate, (min_distance, stop_at, max_energy_jump))
     n_total = (steps // record_every) * record_every  # as run_walker: the last record at or before steps
     b.drop(b.record(0, b.evaluate(record=True)))
