@@ -121,20 +121,15 @@ class PerFrameBatch(BatchEvaluator):
                 a.cell = cell[w]
             frames.append(a)
         preds = self.potential.predict_many(frames, stress=virial)
-        sl = slice(0, 1) if members == "first" else slice(None)
-        if members == "mean":
-            from elt.potentials.base import EnsemblePrediction
-
-            preds = [EnsemblePrediction(p.energies, p.forces.mean(axis=0, keepdims=True),
-                                        None if p.stress is None else p.stress.mean(axis=0, keepdims=True))
-                     for p in preds]
+        k = 1 if members == "first" else preds[0].size
+        e = np.stack([p.energies[:k] for p in preds], axis=1)
+        f = [p.forces[:k] for p in preds]
+        v = [(-p.stress[:k] * a.get_volume()) if p.stress is not None else np.zeros((k, 3, 3))
+             for p, a in zip(preds, frames)] if virial else None
+        if members == "mean":  # all members' energies, the mean's forces and virials
+            f = [x.mean(axis=0, keepdims=True) for x in f]
+            v = None if v is None else [x.mean(axis=0, keepdims=True) for x in v]
         t = lambda x: torch.as_tensor(np.asarray(x), dtype=torch.float64, device=self.device)  # noqa: E731
-        energies = t(np.stack([p.energies[sl] for p in preds], axis=1))
-        forces = t(np.concatenate([p.forces[sl] for p in preds], axis=1))
-        virials = None
-        if virial:
-            k = forces.shape[0]
-            v = [(-p.stress[sl] * a.get_volume()) if p.stress is not None else np.zeros((k, 3, 3))
-                 for p, a in zip(preds, frames)]
-            virials = t(np.stack(v, axis=1))
+        energies, forces = t(e), t(np.concatenate(f, axis=1))
+        virials = None if v is None else t(np.stack(v, axis=1))
         return BatchOutput(energies, forces, virials)

@@ -47,7 +47,7 @@ from elt.sampling.batch_bias import attach_feed, bias_hooks, biased_forces
 from elt.sampling.integrators import MDState, make_integrator
 from elt.data.modeldevi import ABOVE_TRUST_HI, DEVI_KEYS
 from elt.sampling.explorer import WalkerRecord
-from elt.sampling.md import min_pair_distance
+from elt.sampling.md import _PastHi, min_pair_distance
 from elt.units import GPA_TO_EV_PER_ANGSTROM3
 
 PROPAGATE = ("mean", "member0")
@@ -58,13 +58,13 @@ COMPILE_MIN_ATOMS = 256  # ... and this many atoms per step (below, the compiled
 class _Walker:
     """One walker's bookkeeping: its record, generator, bias chain and a scratch Atoms."""
 
-    def __init__(self, index: int, start: Atoms, spec: dict, ensemble: str, chain):
+    def __init__(self, index: int, start: Atoms, spec: dict, ensemble: str, chain, past: _PastHi):
         self.index = index
         self.rec = WalkerRecord()
         self.atoms = start.copy()
         self.atoms.calc = None
         self.temperature = float(spec.get("temperature", 300.0))
-        rng = np.random.default_rng(spec.get("seed", 0))
+        self.rng = rng = np.random.default_rng(spec.get("seed", 0))
         MaxwellBoltzmannDistribution(self.atoms, temperature_K=self.temperature,
                                      rng=np.random.RandomState(rng.integers(2**31)))
         Stationary(self.atoms)
@@ -77,6 +77,8 @@ class _Walker:
         self.chain = chain
         self.feed = attach_feed(chain) if chain is not None else None
         self.e_prev: Optional[float] = None
+        self.past = past          # the rule at frames at or above stop_at (md.py's)
+        self.restart: Optional[Atoms] = None  # where a restarted walker goes on from
         self.n = len(self.atoms)
         self.periodic = bool(self.atoms.pbc.any()) and self.atoms.cell.rank == 3  # as EnsembleCalculator
 
@@ -154,6 +156,7 @@ class _Batch:
         return stopped
 
     def _append(self, walker: _Walker, step: int, row: list, frame: Atoms, e_now: float) -> bool:
+        """Record a frame and apply run_walker's stop rules, in its order; True: the walker stops."""
         rec = walker.rec
         rec.steps.append(step)
         rec.devi.append(row)
@@ -161,17 +164,40 @@ class _Batch:
         rec.steps_done = step
         if not (np.all(np.isfinite(frame.positions)) and np.all(np.isfinite(row))):
             rec.stop_reason = "nan"
-        elif min_pair_distance(frame, self.min_distance) < self.min_distance:
+            return True
+        if min_pair_distance(frame, self.min_distance) < self.min_distance:
             rec.stop_reason = "too_close"
-        elif (self.max_energy_jump is not None and walker.e_prev is not None
-              and abs(e_now - walker.e_prev) > self.max_energy_jump * len(frame)):
+            return True
+        if (self.max_energy_jump is not None and walker.e_prev is not None
+                and abs(e_now - walker.e_prev) > self.max_energy_jump * len(frame)):
             rec.stop_reason = "energy_spike"
-        elif self.stop_at is not None and row[3] >= self.stop_at:
-            rec.stop_reason = ABOVE_TRUST_HI
+            return True
+        walker.e_prev = e_now
+        if self.stop_at is not None and row[3] >= self.stop_at:
+            scratch, restarts = frame.copy(), rec.restarts
+            if not walker.past.go_on(scratch, rec, walker.rng, walker.temperature):
+                rec.stop_reason = ABOVE_TRUST_HI
+                return True
+            if rec.restarts > restarts:
+                walker.restart = scratch
         else:
-            walker.e_prev = e_now
-            return False
-        return True
+            walker.past.trusted(frame)
+        return False
+
+    def restart(self) -> bool:
+        """Put restarted walkers back to their last frame below stop_at with their fresh
+        velocities; True when any was (the forces need a new evaluation)."""
+        moved = False
+        for w, walker in enumerate(self.walkers):
+            if walker.restart is None:
+                continue
+            sl = slice(self.offsets[w], self.offsets[w + 1])
+            t = lambda x: torch.as_tensor(np.asarray(x), dtype=torch.float64, device=self.s.pos.device)  # noqa: E731
+            self.s.pos[sl] = t(walker.restart.positions)
+            self.s.mom[sl] = t(walker.restart.get_momenta())
+            self.s.cells[w] = t(walker.restart.cell.array)
+            walker.restart, moved = None, True
+        return moved
 
     def blown_up(self, step: int) -> list[int]:
         """Walkers whose positions are no longer finite: their last frame is recorded as nan."""
@@ -207,11 +233,13 @@ def run_batch(starts: Sequence[Atoms], walkers: Sequence[dict], potential, *, en
               min_distance: float = 0.5, stop_at: Optional[float] = None,
               max_energy_jump: Optional[float] = None, biases: Optional[Sequence] = None,
               propagate: str = "mean", device: str = "cpu", skin: float = 1.0,
-              compile: bool | str = "auto", stats: Optional[dict] = None) -> list[WalkerRecord]:
+              compile: bool | str = "auto", beyond=None, stats: Optional[dict] = None) -> list[WalkerRecord]:
     """Run all walkers (``walkers[w]``: temperature K, pressure GPa or None, seed) from
     ``starts[w]`` (not modified) with ``potential`` (an EnsemblePotential); one record per walker,
     in order. Arguments as :func:`~elt.sampling.md.run_walker`; see the module docstring for
-    ``biases``, ``propagate``, ``skin``. ``compile``: compiled model kernels (True/False; ``auto``:
+    ``biases``, ``propagate``, ``skin``; ``beyond`` as in run_walker (stop, continue or restart
+    at frames at or above ``stop_at``; a restarted walker goes back to its last frame below it
+    with fresh velocities from its own stream). ``compile``: compiled model kernels (True/False; ``auto``:
     when the batch has at least :data:`COMPILE_ATOM_STEPS` atom-steps to do, so that the one-time
     compilation, seconds to tens of seconds, pays off, and :data:`COMPILE_MIN_ATOMS` atoms). ``stats``, when given, receives counters
     (evaluations, neighbour-list builds)."""
@@ -223,7 +251,7 @@ def run_batch(starts: Sequence[Atoms], walkers: Sequence[dict], potential, *, en
         raise ValueError(f"{len(biases)} biases for {len(walkers)} walkers (give None for an unbiased walker)")
     if not len(starts):
         return []
-    ws = [_Walker(i, a, spec, ensemble, biases[i] if biases is not None else None)
+    ws = [_Walker(i, a, spec, ensemble, biases[i] if biases is not None else None, _PastHi(beyond, record_every))
           for i, (a, spec) in enumerate(zip(starts, walkers))]
     records = [w.rec for w in ws]
     if compile == "auto":
@@ -234,6 +262,8 @@ def run_batch(starts: Sequence[Atoms], walkers: Sequence[dict], potential, *, en
                propagate, (min_distance, stop_at, max_energy_jump))
     n_total = (steps // record_every) * record_every  # as run_walker: the last record at or before steps
     b.drop(b.record(0, b.evaluate(record=True)))
+    if b.walkers and b.restart():
+        b.evaluate(record=False)
     if n_total and b.walkers:
         b.on_step(0)  # ASE calls its observers once before the first step
     for step in range(1, n_total + 1):
@@ -251,6 +281,8 @@ def run_batch(starts: Sequence[Atoms], walkers: Sequence[dict], potential, *, en
         b.on_step(step)
         if record:
             b.drop(b.record(step, out))
+            if b.walkers and b.restart():
+                b.evaluate(record=False)  # forces at the restarted walkers' new positions
     if stats is not None:
         stats.update(evaluations=b.evaluations, builds=getattr(evaluator, "builds", None),
                      assemblies=getattr(evaluator, "assemblies", None))

@@ -30,7 +30,7 @@ class BatchedMDExplorer(Explorer):
                             max_energy_jump=stage.max_energy_jump,
                             biases=biases if any(b is not None for b in biases) else None,
                             propagate=getattr(cfg, "propagate", "mean"), device=getattr(cfg, "device", "cpu"),
-                            skin=getattr(cfg, "skin", 1.0), compile=compile_)
+                            skin=getattr(cfg, "skin", 1.0), compile=compile_, beyond=stage.past_hi())
         for rec, calc, d in zip(records, calcs, out_dirs):
             finish_bias(rec, calc, d)
         return records

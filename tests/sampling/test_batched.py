@@ -302,3 +302,22 @@ def test_device_choice(pot64):
     if not torch.cuda.is_available():
         with pytest.raises(SetupError, match="CUDA"):
             resolve_device("cuda")
+
+
+@pytest.mark.parametrize("mode", ["continue", "restart"])
+def test_walkers_past_trust_hi_go_on_as_on_the_ase_path(pot64, mode):
+    """beyond_hi continue / restart: the batched walker keeps, counts and restarts exactly as
+    run_walker (NVE, so the only randomness is the restarts' fresh velocities from the seed)."""
+    from elt.config.sampling import BeyondHi
+
+    start = cuag()
+    beyond = BeyondHi(mode=mode, steps=20, restarts=2)
+    probe = run_walker(start, pot64.calculator(), temperature=500, seed=7, **NVE)
+    hi = float(np.median(probe.devi_array()[1:, 3]))  # about half the frames at or above it
+    kw = dict(NVE, stop_at=hi, beyond=beyond)
+    ase = run_walker(start, pot64.calculator(), temperature=500, seed=7, **kw)
+    batched = run_batch([start, cuag(seed=3)], [{"temperature": 500, "seed": 7}, {"temperature": 300, "seed": 1}],
+                        pot64, **kw)[0]
+    _same(ase, batched)
+    assert (batched.beyond_frames, batched.restarts) == (ase.beyond_frames, ase.restarts)
+    assert batched.beyond_frames > 0 and (mode == "continue" or batched.restarts > 0)
