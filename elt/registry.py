@@ -28,7 +28,7 @@ _BUILTIN_MODULES = {
         "cp2k": "elt.labeling.cp2k",
     },
     "potential": {"deepmd": "elt.potentials.deepmd"},
-    "explorer": {"ase": "elt.sampling.ase_explorer"},
+    "explorer": {"ase": "elt.sampling.ase_explorer", "batched": "elt.sampling.batched_explorer"},
     "cluster": {
         "local": "elt.dispatch.local",
         "slurm": "elt.dispatch.slurm",
@@ -37,7 +37,7 @@ _BUILTIN_MODULES = {
 }
 # config models of the built-ins: light modules (no torch, pyscf or dask), so validation is instant
 _BUILTIN_CONFIGS = {
-    "explorer": {"ase": "elt.config.sampling:AseExplorer"},
+    "explorer": {"ase": "elt.config.sampling:AseExplorer", "batched": "elt.config.sampling:BatchedExplorer"},
     "labeler": {"emt": "elt.config.label:EMTLabel", "pyscf": "elt.config.label:PySCFLabel",
                 "cp2k": "elt.config.label:CP2KLabel"},
 }

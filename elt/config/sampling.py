@@ -20,6 +20,18 @@ class AseExplorer(PluginConfig):
     kind: Literal["ase"] = Field("ase", description="ASE molecular dynamics, one walker per task.")
 
 
+class BatchedExplorer(PluginConfig):
+    """The batched engine (:mod:`elt.sampling.batched`): all walkers of a task advance together
+    with one ensemble call per MD step, integrators vectorised in torch (Langevin BAOAB, velocity
+    Verlet, Berendsen NPT), Verlet neighbour lists."""
+
+    kind: Literal["batched"] = Field("batched", description="Batched torch MD, many walkers per task.")
+    propagate: Literal["mean", "member0"] = Field("mean", description="What drives the MD between recorded frames: the ensemble mean (every member every step) or member 0 alone (DP-GEN/LAMMPS's way, about half the cost, less stable); recorded frames always get the full ensemble's deviations.")
+    skin: float = Field(1.0, ge=0, description="Verlet-list skin (Å): pairs within rcut + skin are listed; a walker's list is rebuilt when one of its atoms moved more than skin/2.")
+    device: Literal["auto", "cpu", "cuda"] = Field("cpu", description="Where the MD runs: cpu, cuda, or auto (cuda when available).")
+    compile: Literal["auto", "on", "off"] = Field("auto", description="torch.compile'd model kernels on the CPU (seconds to compile once per process): auto turns them on for long batches of at least 256 atoms.")
+
+
 # ---------------------------------------------------------------- uncertainty bias
 class UDDBias(Strict):
     """Uncertainty-driven dynamics (Kulichenko et al. 2023): E_bias = A·[exp(−σ_E²/(k·N·B²)) − 1],

@@ -17,7 +17,8 @@ is a module-level object with two plain, picklable functions:
     Build the ensemble from member checkpoints, without needing the training code path.
 
 Optionally an ensemble offers ``descriptors(atoms) -> (N, D)`` per-atom descriptors (used by the
-``fps`` diversity selection).
+``fps`` diversity selection). ``batch_evaluator(systems, device=, skin=)`` evaluates many systems
+in one call (batched MD, :mod:`elt.potentials.batch`); the default goes through ``predict_many``.
 
 :class:`EnsemblePotential` predicts every member at once; :meth:`EnsemblePotential.calculator`
 gives an ASE calculator (mean energy/forces/stress, plus the deviation in ``calc.results``).
@@ -78,6 +79,15 @@ class EnsemblePotential(ABC):
 
     def calculator(self) -> "EnsembleCalculator":
         return EnsembleCalculator(self)
+
+    def batch_evaluator(self, systems: Sequence[Atoms], *, device: str = "cpu", skin: float = 1.0,
+                        compile: bool = False):
+        """Many systems in one call (:mod:`elt.potentials.batch`); this default evaluates them
+        through :meth:`predict_many`. ``skin`` (Å) is for potentials that keep neighbour lists,
+        ``compile`` for those with compiled (torch.compile) kernels; both are hints."""
+        from elt.potentials.batch import PerFrameBatch, resolve_device
+
+        return PerFrameBatch(self, systems, resolve_device(device))
 
 
 class EnsembleCalculator(Calculator):

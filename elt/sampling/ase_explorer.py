@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Sequence
 
 from elt import registry
-from elt.sampling.wrappers import find_wrapper, wrap_calculator
-from elt.sampling.explorer import Explorer, WalkerRecord
+from elt.sampling.explorer import Explorer, WalkerRecord, finish_bias
+from elt.sampling.wrappers import wrap_calculator
 from elt.sampling.md import run_walker
-from elt.sampling.metad import MetadCalculator
 
 
 @registry.register("explorer", "ase")
@@ -26,11 +25,6 @@ class AseMDExplorer(Explorer):
                              min_distance=stage.min_distance,
                              stop_at=levels.hi if stage.stop_at_failed else None, seed=w.seed,
                              max_energy_jump=stage.max_energy_jump, beyond=stage.past_hi())
-            rec.bias = type(calc).__name__ if hasattr(calc, "inner") else None
-            metad = find_wrapper(calc, MetadCalculator)
-            if metad is not None:
-                metad.write_hills(Path(d) / "hills.out")
-                metad.write_colvar(Path(d) / "colvar.out", rec.steps, rec.frames)
-                rec.hills = len(metad.heights)
+            finish_bias(rec, calc, d)
             out.append(rec)
         return out

@@ -72,3 +72,16 @@ class Explorer(ABC):
         colvar.out). A walker's record depends on its own seed only, not on the other walkers
         it runs with. Record step 0; a walker that stops records the frame that stopped it last.
         """
+
+
+def finish_bias(rec: WalkerRecord, calc, out_dir: Path) -> None:
+    """Note the bias a walker followed on its record; metadynamics writes hills.out and colvar.out."""
+    from elt.sampling.metad import MetadCalculator
+    from elt.sampling.wrappers import find_wrapper
+
+    rec.bias = type(calc).__name__ if hasattr(calc, "inner") else None
+    metad = find_wrapper(calc, MetadCalculator)
+    if metad is not None:
+        metad.write_hills(Path(out_dir) / "hills.out")
+        metad.write_colvar(Path(out_dir) / "colvar.out", rec.steps, rec.frames)
+        rec.hills = len(metad.heights)

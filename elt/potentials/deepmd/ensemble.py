@@ -52,6 +52,19 @@ class DeepPotEnsemble(EnsemblePotential):
             d = self.model.descriptor(vec.unsqueeze(0).expand(self.size, *vec.shape), g.blocks)
         return d.mean(dim=0).to(torch.float64).numpy()
 
+    def batch_evaluator(self, systems: Sequence[Atoms], *, device: str = "cpu", skin: float = 1.0,
+                        compile: bool = False):
+        """All ``systems`` in one model call with Verlet lists (:class:`~elt.potentials.deepmd.batch.DeepPotBatch`);
+        ``compile``: torch.compile'd table kernels (:func:`~elt.potentials.deepmd.compress.compile_kernels`)."""
+        from elt.potentials.batch import resolve_device
+        from elt.potentials.deepmd.batch import DeepPotBatch
+        from elt.potentials.deepmd.compress import compile_kernels
+
+        dev = resolve_device(device)
+        if compile and dev.type == "cpu":  # the kernels are compiled for the CPU
+            compile_kernels()
+        return DeepPotBatch(self, systems, dev, skin=skin)
+
     def predict(self, atoms: Atoms, *, stress: bool = False) -> EnsemblePrediction:
         return self.predict_many([atoms], stress=stress)[0]
 

@@ -132,7 +132,9 @@ class DeepPot(nn.Module):
 
     def embed(self, s: torch.Tensor, blocks) -> torch.Tensor:
         """s (k, N, S) -> G (k, N, S, M1), each neighbour-type block through its own network
-        (or its table, after :meth:`compress`)."""
+        (or its table, after :meth:`compress`). s (1, N, S) is shared by all members."""
+        if s.shape[0] != self.k:
+            s = s.expand(self.k, *s.shape[1:])
         k, n, width = s.shape
         x = s if self.tables is not None else (s - self.s_mean.unsqueeze(-1)) / self.s_std.unsqueeze(-1)
         nets = self.tables if self.tables is not None else self.embeddings
@@ -148,8 +150,9 @@ class DeepPot(nn.Module):
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
 
     def descriptor(self, d: torch.Tensor, blocks) -> torch.Tensor:
-        """d (k, N, S, 3) slot displacements -> se_e2_a descriptor (k, N, M1*M2)."""
-        k, n, width, _ = d.shape
+        """d (k, N, S, 3) slot displacements (or (1, N, S, 3) shared by the members) -> se_e2_a
+        descriptor (k, N, M1*M2)."""
+        k, n = self.k, d.shape[1]
         r = torch.linalg.vector_norm(d, dim=-1)                          # (k, N, S)
         s = self.smooth(r)
         emb = self.embed(s, blocks)                                       # (k, N, S, M1)
@@ -165,11 +168,13 @@ class DeepPot(nn.Module):
         return self
 
     def forward(self, g: Graph, vec: torch.Tensor, *, forces: bool = True, virial: bool = False,
-                create_graph: bool = False, atomic: bool = False) -> dict:
-        """Energies (k, F) eV; forces (k, N, 3) eV/Å; virials (k, F, 3, 3) eV. ``vec`` (N, S, 3)."""
+                create_graph: bool = False, atomic: bool = False, mean: bool = False) -> dict:
+        """Energies (k, F) eV; forces (k, N, 3) eV/Å; virials (k, F, 3, 3) eV. ``vec`` (N, S, 3).
+        ``mean``: forces and virials of the members' mean only, (1, N, 3) and (1, F, 3, 3), from
+        one gradient through displacements shared by the members (cheaper than k of them)."""
         k, dev, dtype = self.k, vec.device, vec.dtype
         n, width = vec.shape[0], vec.shape[1]
-        d = vec.unsqueeze(0).expand(k, n, width, 3)
+        d = vec.unsqueeze(0) if mean else vec.unsqueeze(0).expand(k, n, width, 3)
         grads = forces or virial
         if grads:
             d = d.clone().requires_grad_(True)
@@ -194,6 +199,9 @@ class DeepPot(nn.Module):
             result["atomic_energy"] = e_atom
         if grads:
             grad = torch.autograd.grad(energy.sum(), d, create_graph=create_graph)[0]  # (k, N, S, 3)
+            if mean:
+                grad = grad / k  # (1, N, S, 3): the gradient of the members' mean energy
+                k = 1
             if forces:
                 flat = grad.reshape(k, n * width, 3)
                 if g.reverse is not None:  # F_i = sum over i's pairs of dE/dd minus the same over reverse pairs
