@@ -30,6 +30,8 @@ class BatchedExplorer(PluginConfig):
     skin: float = Field(1.0, ge=0, description="Verlet-list skin (Å): pairs within rcut + skin are listed; a walker's list is rebuilt when one of its atoms moved more than skin/2.")
     device: Literal["auto", "cpu", "cuda"] = Field("cpu", description="Where the MD runs: cpu, cuda, or auto (cuda when available).")
     compile: Literal["auto", "on", "off"] = Field("auto", description="torch.compile'd model kernels on the CPU (seconds to compile once per process): auto turns them on for long batches of at least 256 atoms.")
+    max_atoms: int = Field(4096, ge=1, description="Most atoms (all walkers together) in one exploration task.")
+    max_walkers: Optional[int] = Field(None, ge=1, description="Most walkers in one exploration task; null: the walkers are spread evenly over the workers (the cluster profile's walkers_per_task wins when set).")
 
 
 # ---------------------------------------------------------------- uncertainty bias

@@ -284,11 +284,16 @@ def collect(run_dir: Path) -> dict:
         test = st.get_meta("test")
         branched = st.get_meta("branched_from")
     rebase = Rebase.detect(run_dir, records, tasks)
-    tasks_by_dir = {}
+    tasks_by_dir = {}  # a walker's folder under iter_NNN/explore/ -> its result
     for t in tasks:
         res = t.get("result") or {}
-        if t["kind"] == "explore" and res.get("model_devi_file"):
-            tasks_by_dir[Path(res["model_devi_file"]).parent.name] = res
+        if t["kind"] != "explore":
+            continue
+        for w in res.get("walkers") or [res]:  # a batch task ran several walkers, each in TASK/WALKER
+            if w.get("model_devi_file"):
+                d = Path(w["model_devi_file"]).parent
+                key = d.name if "walkers" not in res else f"{d.parent.name}/{d.name}"
+                tasks_by_dir[key] = {**w, "seconds": res.get("seconds")}
     rows = [_finished_row(r, tasks_by_dir, rebase) for r in records]
     nxt = records[-1]["iteration"] + 1 if records else 0
     current = None if final else _current_row(nxt, tasks, records[-1] if records else None, rebase)

@@ -47,7 +47,7 @@ from elt.sampling.batch_bias import attach_feed, bias_hooks, biased_forces
 from elt.sampling.integrators import MDState, make_integrator
 from elt.data.modeldevi import ABOVE_TRUST_HI, DEVI_KEYS
 from elt.sampling.explorer import WalkerRecord
-from elt.sampling.md import _PastHi, min_pair_distance
+from elt.sampling.md import PastHi, min_pair_distance
 from elt.units import GPA_TO_EV_PER_ANGSTROM3
 
 PROPAGATE = ("mean", "member0")
@@ -58,7 +58,7 @@ COMPILE_MIN_ATOMS = 256  # ... and this many atoms per step (below, the compiled
 class _Walker:
     """One walker's bookkeeping: its record, generator, bias chain and a scratch Atoms."""
 
-    def __init__(self, index: int, start: Atoms, spec: dict, ensemble: str, chain, past: _PastHi):
+    def __init__(self, index: int, start: Atoms, spec: dict, ensemble: str, chain, past: PastHi):
         self.index = index
         self.rec = WalkerRecord()
         self.atoms = start.copy()
@@ -251,7 +251,7 @@ def run_batch(starts: Sequence[Atoms], walkers: Sequence[dict], potential, *, en
         raise ValueError(f"{len(biases)} biases for {len(walkers)} walkers (give None for an unbiased walker)")
     if not len(starts):
         return []
-    ws = [_Walker(i, a, spec, ensemble, biases[i] if biases is not None else None, _PastHi(beyond, record_every))
+    ws = [_Walker(i, a, spec, ensemble, biases[i] if biases is not None else None, PastHi(beyond, record_every))
           for i, (a, spec) in enumerate(zip(starts, walkers))]
     records = [w.rec for w in ws]
     if compile == "auto":

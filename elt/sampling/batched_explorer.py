@@ -1,12 +1,11 @@
 """The batched explorer (``explorer.kind: batched``): all walkers of a task in one batched MD
 (:func:`elt.sampling.batched.run_batch`), each with the stage's bias and metadynamics chain built
-as on the ASE path; :func:`split_batches` says which walkers share a task."""
+as on the ASE path; :func:`elt.sampling.batching.split_batches` says which walkers share a task."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Sequence
 
 from elt import registry
 from elt.sampling.batched import run_batch
@@ -16,6 +15,8 @@ from elt.sampling.explorer import Explorer, WalkerRecord, finish_bias
 
 @registry.register("explorer", "batched")
 class BatchedMDExplorer(Explorer):
+    batched = True  # the engine gives one task several walkers
+
     def run(self, walkers: Sequence, starts: Sequence, potential, stage, levels,
             out_dirs: Sequence[Path]) -> list[WalkerRecord]:
         cfg = self.config
@@ -34,25 +35,3 @@ class BatchedMDExplorer(Explorer):
         for rec, calc, d in zip(records, calcs, out_dirs):
             finish_bias(rec, calc, d)
         return records
-
-
-def split_batches(sizes: Sequence[int], workers: int = 1, max_atoms: int = 4096,
-                  max_walkers: Optional[int] = None) -> list[list[int]]:
-    """Walker indices grouped into tasks: at most ``max_atoms`` atoms and ``max_walkers`` walkers
-    per task, and at least ``workers`` tasks when there are that many walkers (so every worker
-    gets one). Walkers keep their order inside a task."""
-    n = len(sizes)
-    if n == 0:
-        return []
-    per = math.ceil(n / max(1, min(workers, n)))
-    if max_walkers is not None:
-        per = min(per, max_walkers)
-    batches, cur, atoms = [], [], 0
-    for s_i, s in enumerate(sizes):
-        if cur and (len(cur) >= per or atoms + s > max_atoms):
-            batches.append(cur)
-            cur, atoms = [], 0
-        cur.append(s_i)
-        atoms += s
-    batches.append(cur)
-    return batches

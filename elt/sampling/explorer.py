@@ -52,7 +52,13 @@ class WalkerRecord:
 
 
 class Explorer(ABC):
-    """Runs walkers with an ensemble. ``config`` is the stage's explorer section."""
+    """Runs walkers with an ensemble. ``config`` is the stage's explorer section.
+
+    ``batched``: False, the engine makes one task per walker; True, it groups the walkers of an
+    iteration into tasks (:func:`elt.sampling.batching.split_batches`, sized by the config's
+    ``max_atoms``/``max_walkers`` and the cluster profile's ``walkers_per_task``)."""
+
+    batched: bool = False
 
     def __init__(self, config):
         self.config = config

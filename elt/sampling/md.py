@@ -78,7 +78,7 @@ def make_dynamics(atoms: Atoms, ensemble: str, timestep_fs: float, temperature: 
     raise ValueError(f"unknown ensemble {ensemble!r}")
 
 
-class _PastHi:
+class PastHi:
     """The walker's rule at frames at or above trust_hi (stop, continue, restart)."""
 
     def __init__(self, beyond, record_every: int):
@@ -135,7 +135,7 @@ def run_walker(atoms: Atoms, calc, *, ensemble: str = "nvt", temperature: float 
     rec = WalkerRecord()
     step = 0
     e_prev = None
-    past = _PastHi(beyond, record_every)
+    past = PastHi(beyond, record_every)
     while True:
         a.get_potential_energy()  # make sure results belong to the current positions
         r = calc.results

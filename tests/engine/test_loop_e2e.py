@@ -318,3 +318,32 @@ def test_each_frozen_change_is_refused_and_appended_stages_and_another_cluster_c
     with open_readonly(tmp_path / "tiny") as st:
         recs = st.iterations()
     assert [r["stage"] for r in recs] == [0, 0, 1] and recs[2]["temperatures"] == [900]
+
+
+def test_batched_explorer_in_a_real_loop_groups_walkers_and_resumes(tmp_path, capsys):
+    """explorer: batched: the iteration's walkers go into few tasks (one batched MD each), every
+    walker keeps its own folder, record and candidates; a rerun reuses the batches."""
+    stage = {**TINY["explore"]["stages"][0], "temperatures": [300, 500, 700, 900], "explorer": {"kind": "batched"},
+             "max_iterations": 1}
+    data = {**TINY, "explore": {"stages": [stage]}, "converge": {"max_iterations": 1}}
+    wf = write_wf(tmp_path, data)
+    assert main(["run", str(wf)]) == 0
+    run = tmp_path / "tiny"
+    with open_readonly(run) as st:
+        [rec] = st.iterations()
+        explore = st.tasks("explore", 0)
+    assert len(explore) == 2  # 4 walkers over 2 workers
+    assert rec["walkers"] == 4 and len(rec["explore_tasks"]) == 4
+    for name in rec["explore_tasks"]:
+        d = run / "iter_000" / "explore" / name
+        assert name.startswith("batch") and (d / "model_devi.out").is_file()
+    assert rec["frames"] == sum(len(np.loadtxt(run / "iter_000" / "explore" / n / "model_devi.out", ndmin=2))
+                                for n in rec["explore_tasks"])
+    before = sum(journal_ends(run).values())
+    assert main(["run", str(wf)]) == 0
+    assert sum(journal_ends(run).values()) == before
+    capsys.readouterr()
+    assert main(["report", str(run), "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert sorted(w["walker"] for w in rep["iterations"][0]["walker_list"]) == sorted(
+        f"s0-T{T}-w0" for T in (300, 500, 700, 900))

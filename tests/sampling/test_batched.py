@@ -264,7 +264,7 @@ def test_explore_task_runs_the_batched_explorer(members, tmp_path):
 
 
 def test_split_batches_fills_workers_and_respects_the_atom_budget():
-    from elt.sampling.batched_explorer import split_batches
+    from elt.sampling.batching import split_batches
 
     assert split_batches([32] * 8, workers=2) == [[0, 1, 2, 3], [4, 5, 6, 7]]
     assert split_batches([108] * 5, workers=1, max_atoms=256) == [[0, 1], [2, 3], [4]]
