@@ -49,22 +49,9 @@ def emt_label(atoms):
 
 
 def emt_md(base, temperature: float, n: int, seed: int, every: int = 20):
-    from ase import units
-    from ase.calculators.emt import EMT
-    from ase.md.langevin import Langevin
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+    from elt.labeling.emt import emt_md_frames
 
-    a = base.copy()
-    a.calc = EMT()
-    rng = np.random.RandomState(seed)
-    MaxwellBoltzmannDistribution(a, temperature_K=temperature, rng=rng)
-    dyn = Langevin(a, 2 * units.fs, temperature_K=temperature, friction=0.02 / units.fs, rng=rng)
-    dyn.run(100)
-    out = []
-    for _ in range(n):
-        dyn.run(every)
-        out.append(emt_label(a))
-    return out
+    return [emt_label(a) for a in emt_md_frames(base, n, temperature, every=every, equilibrate=100, seed=seed)]
 
 
 def dataset(element: str, a0: float, seed: int):

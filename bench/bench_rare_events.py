@@ -129,10 +129,7 @@ def emt_labeled(frames):
 
 def test_sets(initial, images, temperature: float, copies: int = 4, n_thermal: int = 20, seed: int = 7):
     """Saddle frames (NEB interior images and noisy copies) and thermal frames (EMT MD), EMT-labeled."""
-    from ase import units
-    from ase.calculators.emt import EMT
-    from ase.md.langevin import Langevin
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+    from elt.labeling.emt import emt_md_frames
 
     rng = np.random.default_rng(seed)
     saddle = []
@@ -141,16 +138,7 @@ def test_sets(initial, images, temperature: float, copies: int = 4, n_thermal: i
             x = initial.copy()
             x.positions = p + (rng.normal(0, 0.03, p.shape) if c else 0.0)
             saddle.append(x)
-    md = initial.copy()
-    md.calc = EMT()
-    rs = np.random.RandomState(seed)
-    MaxwellBoltzmannDistribution(md, temperature_K=temperature, rng=rs)
-    dyn = Langevin(md, 2 * units.fs, temperature_K=temperature, friction=0.02 / units.fs, rng=rs)
-    dyn.run(200)
-    thermal = []
-    for _ in range(n_thermal):
-        dyn.run(20)
-        thermal.append(md.copy())
+    thermal = emt_md_frames(initial, n_thermal, temperature, every=20, equilibrate=200, seed=seed)
     return emt_labeled(saddle), emt_labeled(thermal)
 
 
