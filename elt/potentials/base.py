@@ -10,7 +10,7 @@ is a module-level object with two plain, picklable functions:
     warm-start from. Returns JSON-able metrics: ``rmse_e`` (eV/atom) and ``rmse_f`` (eV/Å) on the
     training and validation frames (keys ``train`` and ``valid``; ``valid`` is None when no frame
     was held out), ``epochs``, ``steps``, ``step_cap``, ``best_step``, ``stop_reason`` (plateau | cap |
-    time), ``fit_ok`` and ``warnings`` (plain text: energies not fitted, still improving at the cap),
+    time), ``fit_ok`` and ``warnings`` (plain text: energies not fitted, stopped at a cap before a plateau),
     ``seconds``, ``cpu_seconds``, ``n_frames``.
 
 ``load_ensemble(member_paths, precision=None) -> EnsemblePotential``

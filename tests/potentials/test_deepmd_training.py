@@ -75,7 +75,7 @@ def test_training_stops_on_a_plateau_and_not_while_the_loss_still_falls(tmp_path
     short = train_member(frames, _plateau_config(min_steps=300, max_steps=300), ["Cu"], 0, 0, tmp_path / "s.pt")
     # at 300 steps the loss still falls: the run ends at its cap, with a warning that says so
     assert short["stop_reason"] == "cap" and short["steps"] == 300 and not short["fit_ok"]
-    assert any("still improving" in w for w in short["warnings"])
+    assert any("longer training would likely fit better" in w for w in short["warnings"])
     full = train_member(frames, _plateau_config(), ["Cu"], 0, 0, tmp_path / "f.pt")
     # given room, it runs past 300 steps while the loss falls, then stops on the plateau well before its cap
     assert full["stop_reason"] == "plateau" and 300 < full["steps"] < 3000, full

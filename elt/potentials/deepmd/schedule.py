@@ -22,7 +22,7 @@ PLATEAU, CAP, TIME = "plateau", "cap", "time"
 # a well-fitted model's energy error per atom is a small fraction of force error x thermal displacement
 ENERGY_FORCE_LENGTH = 0.25
 # the validation score falling by more than this over the last quarter of a run that hit its cap
-STILL_FALLING = 0.10
+STILL_FALLING = 0.10  # without plateau checks: a cap stop warns when the score fell more than this
 
 
 def step_cap(n_train: int, batch_size: int, epochs: int, min_steps: int, max_steps: int) -> int:
@@ -90,7 +90,8 @@ def fit_warnings(train: Optional[dict], stop_reason: str, falling: float, platea
                    "train.energy_weight or the step cap (train.max_steps / train.epochs)")
     if stop_reason in (CAP, TIME) and (plateau_checks or falling > STILL_FALLING):
         what = "step cap" if stop_reason == CAP else "time cap (train.max_seconds)"
-        out.append(f"still improving at the {what}: no validation plateau was reached (the score fell "
-                   f"{100 * falling:.0f} % over the last quarter of training); longer training would fit "
-                   "better (raise train.max_steps / train.epochs, or warm_max_steps / warm_epochs for warm starts)")
+        why = ("before its validation score reached a plateau" if plateau_checks else
+               f"while its validation score still fell ({100 * falling:.0f} % over the last quarter)")
+        out.append(f"stopped at the {what} {why}: longer training would likely fit better (raise "
+                   "train.max_steps / train.epochs, or warm_max_steps / warm_epochs for warm starts)")
     return out

@@ -294,7 +294,7 @@ def train_member(frames: Sequence[Atoms], config: TrainConfig, elements: Sequenc
     train = evaluate(model, data, np.unique(train_idx), dtype)
     warnings = fit_warnings(train, fit["stop_reason"], fit.pop("falling"), config.patience is not None)
     for w in warnings:
-        log.warning("member %d: %s", member, w)
+        log.debug("member %d: %s", member, w)  # the driver reports the warnings (metrics["warnings"])
     metrics = {
         "train": train,
         "valid": evaluate(model, data, valid_idx, dtype),
