@@ -292,7 +292,10 @@ def train_member(frames: Sequence[Atoms], config: TrainConfig, elements: Sequenc
 
     fit = _fit(model, data, train_idx, valid_idx, config, init_path is not None, rng, dtype)
     train = evaluate(model, data, np.unique(train_idx), dtype)
-    warnings = fit_warnings(train, fit["stop_reason"], fit.pop("falling"), config.patience is not None)
+    # a warm start ends at its (small) cap by design, and the next iteration goes on from it: it
+    # warns only when its score was still falling clearly, like training without plateau checks
+    warnings = fit_warnings(train, fit["stop_reason"], fit.pop("falling"),
+                            config.patience is not None and init_path is None)
     for w in warnings:
         log.debug("member %d: %s", member, w)  # the driver reports the warnings (metrics["warnings"])
     metrics = {
