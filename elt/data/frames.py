@@ -23,6 +23,7 @@ ITERATION = "elt_iteration"    # iteration that produced the frame
 SOURCE = "elt_source"          # 'initial', 'init-perturbed', or the walker id
 STEP = "elt_step"              # MD step within the walker
 MAX_DEVI_F = "elt_max_devi_f"  # ensemble deviation when selected (eV/Å)
+PICK = "elt_pick"              # why a frame was labeled: 'calibration' (random explored frame); absent: a candidate
 PRED_ENERGY = "elt_pred_energy"  # ensemble mean energy when selected, before retraining (eV)
 PRED_FORCES = "elt_pred_forces"  # atoms.arrays: ensemble mean forces when selected (eV/Å)
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from elt import registry
 from elt.config.cluster import load_profile
-from elt.data.frames import (FRAME_ID, atomic_write_bytes, ITERATION, SOURCE, STEP, chemical_elements, frame_hash,
+from elt.data.frames import (FRAME_ID, PICK, atomic_write_bytes, ITERATION, SOURCE, STEP, chemical_elements, frame_hash,
                              read_frames, write_frames)
 from elt.data.io import read_initial_data
 from elt.data.layout import RunLayout
@@ -531,7 +531,9 @@ class Campaign:
             wi, c = pool[k]
             if wi not in cache:
                 cache[wi] = read_frames(Path(_explored(walks[wi]).candidates_file))
-            out.append(cache[wi][c.index])
+            a = cache[wi][c.index]
+            a.info[PICK] = "calibration"  # reports tell the unrestricted sample from the candidates
+            out.append(a)
         return self._fresh(out, set())
 
     def _check_failed_fraction(self, n: int, failed: list[dict], it: int) -> None:

@@ -18,7 +18,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from elt.data.frames import FRAME_ID, MAX_DEVI_F, PRED_ENERGY, PRED_FORCES, SOURCE, labels_of, read_frames
+from elt.data.frames import FRAME_ID, MAX_DEVI_F, PICK, PRED_ENERGY, PRED_FORCES, SOURCE, labels_of, read_frames
 from elt.engine.state import holder, open_readonly
 from elt.data.layout import RunLayout
 from elt.data.modeldevi import CLASSES, classify_table, counts, read_model_devi
@@ -140,6 +140,7 @@ def _labeled(data_file: Optional[Path], iteration: int) -> list[dict]:
         e_ref, f_ref, _ = labels_of(a)
         row = {"iteration": iteration, "frame_id": a.info.get(FRAME_ID), "walker": a.info.get(SOURCE),
                "atoms": len(a), "max_devi_f": a.info.get(MAX_DEVI_F), "energy": e_ref,
+               "sample": a.info.get(PICK, "candidate"),
                "force_error_max": None, "force_rmse": None, "energy_error_per_atom": None}
         if PRED_FORCES in a.arrays:
             row["force_error_max"], row["force_rmse"] = force_errors(a.arrays[PRED_FORCES], f_ref)
@@ -187,6 +188,8 @@ def _finished_row(r: dict, tasks_by_dir: dict[str, dict], rebase: Rebase) -> dic
         "stage": r.get("stage"), "stage_name": r.get("stage_name"),
         "temperatures": r.get("temperatures"), "pressures": r.get("pressures"),
         "trust_lo": r.get("trust_lo"), "trust_hi": r.get("trust_hi"),
+        # auto levels: how they were derived (calibration scale c, target error) and whether trusted
+        "levels": r.get("levels"), "calibrated": r.get("calibrated", True),
         "walkers": r.get("walkers", len(walkers)), "walker_failures": r.get("walker_failures") or [],
         "frames": r.get("frames"), "accurate": r.get("accurate"), "candidate": r.get("candidate"),
         "failed": r.get("failed"), "accurate_ratio": r.get("accurate_ratio"),
@@ -267,9 +270,14 @@ def correlation(labeled: list[dict]) -> dict:
     for it in sorted({p[0] for p in pairs}):
         sub = [p for p in pairs if p[0] == it]
         per[str(it)] = {"n": len(sub), "spearman": spearman([p[1] for p in sub], [p[2] for p in sub])}
+    rand = [(r["max_devi_f"], r["force_error_max"]) for r in labeled if r.get("sample") == "calibration"
+            and r.get("max_devi_f") is not None and r.get("force_error_max") is not None]
     return {"n": len(pairs), "spearman": spearman([p[1] for p in pairs], [p[2] for p in pairs]),
             "per_iteration": per,
-            "without_prediction": sum(1 for r in labeled if r.get("force_error_max") is None)}
+            "without_prediction": sum(1 for r in labeled if r.get("force_error_max") is None),
+            # candidates lie between the trust levels: a range-restricted sample that understates the
+            # ranking; the calibration frames are drawn at random from all explored frames
+            "unrestricted": {"n": len(rand), "spearman": spearman([p[0] for p in rand], [p[1] for p in rand])}}
 
 
 def collect(run_dir: Path) -> dict:

@@ -147,7 +147,11 @@ def plot_devi_vs_error(report: dict, out: Path, plt) -> None:
     else:
         ax.text(0.5, 0.5, "no labeled frames with a stored prediction", ha="center", transform=ax.transAxes)
     rho = "n/a" if c["spearman"] is None else f"{c['spearman']:+.3f}"
-    ax.set_title(f"deviation vs true error: Spearman ρ = {rho} (n = {c['n']})", fontsize=10)
+    u = c.get("unrestricted") or {"n": 0}
+    note = ("candidates only: a range-restricted sample" if not u["n"] else
+            f"random frames only: ρ = {u['spearman']:+.3f} (n = {u['n']})" if u.get("spearman") is not None else "")
+    ax.set_title(f"deviation vs true error: Spearman ρ = {rho} (n = {c['n']})" + (f"\n{note}" if note else ""),
+                 fontsize=10)
     ax.set_xlabel("max force deviation (eV/Å)")
     ax.set_ylabel("true max force error (eV/Å)")
     fig.tight_layout()

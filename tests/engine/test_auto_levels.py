@@ -35,6 +35,14 @@ def test_auto_levels_follow_the_ensembles_error(tmp_path):
     assert not recs[0]["calibrated"]
     assert all(0 < r["calibration_labels"] <= cfg.calibration_frames for r in recs)
     assert recs[-1]["levels"]["calibration_frames"] > 0
+    # the report shows the calibration and measures the ranking on the random frames apart
+    import json
+
+    from elt.reporting.collect import collect
+
+    rep = json.loads(json.dumps(collect(tmp_path / "tiny")))
+    assert rep["iterations"][-1]["levels"]["scale"] == recs[-1]["levels"]["scale"]
+    assert rep["correlation"]["unrestricted"]["n"] == sum(r["calibration_labels"] for r in recs)
     # the levels move with the training error: a different error gives a different level
     targets = [r["levels"]["target"] for r in recs]
     assert len(set(np.round(targets, 6))) > 1
