@@ -70,7 +70,8 @@ def summary_line(r: dict) -> str:
             + (f"{rmse_f:.3f} eV/Å" if rmse_f is not None else "n/a")
             + (f" | trust {r['trust_lo']:.3g}-{r['trust_hi']:.3g} eV/Å" if r.get("trust_lo") is not None else "")
             + (" auto" + ("" if r.get("calibrated", True) else ", not yet calibrated") if r.get("levels") else "")
-            + "".join(f"\n  warning: {w}" for w in t.get("warnings") or []))
+            + "".join(f"\n  warning: {w}" for w in t.get("warnings") or [])
+            + "".join(f"\n  walker {f['walker']} failed: {f['message']}" for f in r.get("walker_failures") or []))
 
 
 def _reusable(rec: Optional[dict]) -> bool:

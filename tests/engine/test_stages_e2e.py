@@ -64,3 +64,23 @@ def test_two_stages_escalate_and_end_on_the_stage_budget_with_a_fresh_final_test
     assert [Path(m).read_bytes() for m in final["members"]] == \
         [Path(t["result"]["checkpoint"]).read_bytes() for t in final_train]
     assert [Path(m).name for m in final["members"]] == ["member_0.pt", "member_1.pt"]
+
+
+def test_a_walker_that_fails_is_named_in_the_summary_and_the_report(tmp_path, capsys):
+    # two start structures under npt: the Cu cell runs, the molecule (no cell) fails in its task
+    data = {"name": "one-fails", "seed": 2,
+            "system": {"structures": [{"kind": "bulk", "element": "Cu", "a": 3.61, "supercell": [2, 2, 2]},
+                                      {"kind": "molecule", "name": "CO"}], "n_initial": 4},
+            "train": TRAIN,
+            "explore": {"stages": [{"temperatures": [300], "pressures": [0.0], "ensemble": "npt", "steps": 20,
+                                    "record_every": 10, "max_iterations": 1}]},
+            "select": {"trust_lo": 0.03, "trust_hi": 5.0, "max_candidates": 2},
+            "converge": {"max_iterations": 1}, "cluster": {"kind": "local", "n_workers": 2}}
+    wf = tmp_path / "wf.yaml"
+    wf.write_text(yaml.safe_dump(data))
+    assert main(["run", str(wf)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "walker s1-T300-P0-w0 failed" in out and "periodic" in out
+    assert main(["report", str(tmp_path / "one-fails"), "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert [f["walker"] for f in rep["iterations"][0]["walker_failures"]] == ["s1-T300-P0-w0"]
