@@ -40,7 +40,9 @@ class Cluster(ABC):
         return {}
 
     def worker_slots(self, kind: str) -> int:
-        """How many tasks of ``kind`` can run at once (how many batches to make of the walkers)."""
+        """How many tasks of ``kind`` can run at once (how many batches to make of the walkers).
+        Clusters whose size the profile fixes say it from the profile, so that a resume makes the
+        same batches; here, an existing scheduler, it is what the scheduler has now."""
         try:
             return max(1, sum(w.get("nthreads", 1) for w in self.client.scheduler_info()["workers"].values()))
         except Exception:

@@ -56,6 +56,11 @@ class LocalDaskCluster(Cluster):
                 cluster.close()
             self.cluster = None
 
+    def worker_slots(self, kind: str) -> int:
+        # from the profile, not from the workers up now: the walkers' batches (and so their task
+        # ids) must come out the same on a resume
+        return self.profile.workers() * self.profile.threads_per_worker
+
     def describe(self):
         p = self.profile
         return f"local Dask cluster, {p.workers()} worker processes × {p.threads_per_worker} thread"
