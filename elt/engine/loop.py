@@ -596,6 +596,7 @@ class Campaign:
             "temperatures": st.temperatures, "pressures": st.pressures,
             "trust_lo": lv.lo, "trust_hi": lv.hi, "energy_trust_lo": lv.elo, "energy_trust_hi": lv.ehi,
             "levels": derived, "calibration_labels": len(calib),
+            "accurate_threshold": stage_threshold(wf, si),
             # auto levels are trusted once a calibration of the deviation exists (plan.advance)
             "calibrated": derived is None or derived.get("scale") is not None,
             "walkers": len(walks), "walker_failures": walker_failures, "frames": total, **counts,

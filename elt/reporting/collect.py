@@ -190,6 +190,7 @@ def _finished_row(r: dict, tasks_by_dir: dict[str, dict], rebase: Rebase) -> dic
         "trust_lo": r.get("trust_lo"), "trust_hi": r.get("trust_hi"),
         # auto levels: how they were derived (calibration scale c, target error) and whether trusted
         "levels": r.get("levels"), "calibrated": r.get("calibrated", True),
+        "accurate_threshold": r.get("accurate_threshold"),
         "walkers": r.get("walkers", len(walkers)), "walker_failures": r.get("walker_failures") or [],
         "frames": r.get("frames"), "accurate": r.get("accurate"), "candidate": r.get("candidate"),
         "failed": r.get("failed"), "accurate_ratio": r.get("accurate_ratio"),

@@ -14,8 +14,8 @@ _CSS = """body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1.2em;font-size:13px}
 th,td{border:1px solid #ccc;padding:3px 7px;text-align:left;vertical-align:top}
 th{background:#f2f2f2}tr:nth-child(even) td{background:#fafafa}
-img{max-width:100%;border:1px solid #ddd;margin:4px}
-.plots{display:flex;flex-wrap:wrap}.plots img{width:48%;min-width:420px}
+img{max-width:100%;height:auto;border:1px solid #ddd;margin:4px}
+.plots{display:flex;flex-wrap:wrap}.plots img{width:48%;min-width:420px;height:auto;object-fit:contain}
 details{margin:.4em 0}summary{cursor:pointer;font-weight:600}code{font-size:12px}"""
 
 

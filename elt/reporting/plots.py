@@ -28,10 +28,22 @@ def _plt():
     return plt
 
 
-def _integer_x(ax) -> None:
-    from matplotlib.ticker import MaxNLocator
+def _integer_x(ax, xs=()) -> None:
+    """Whole-number iteration ticks; one iteration gets one tick, not fractions around it."""
+    from matplotlib.ticker import FixedLocator, MaxNLocator
 
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    xs = sorted(set(xs))
+    if len(xs) == 1:
+        ax.xaxis.set_major_locator(FixedLocator(xs))
+        ax.set_xlim(xs[0] - 1, xs[0] + 1)
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _no_data(ax, text: str = "no data yet") -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.4")
+    ax.set_xticks([])
+    ax.set_yticks([])
 
 
 def _rows(report: dict) -> list[dict]:
@@ -67,7 +79,13 @@ def plot_devi_hist(report: dict, out: Path, plt) -> None:
                 ax.hist(d, bins=bins, histtype="step", lw=1.5, color=cmap(k / max(1, len(data) - 1)),
                         label=f"iter {r['iteration']}" + ("" if r["status"] == "finished" else " (partial)"))
         ax.set_xscale("log")
-    for i, (lo_, hi_) in enumerate(levels):
+        from matplotlib.ticker import LogLocator, NullFormatter
+
+        ax.xaxis.set_minor_locator(LogLocator(subs=np.arange(2, 10)))
+        ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels collide on a log axis
+    else:
+        _no_data(ax)
+    for i, (lo_, hi_) in enumerate(levels if len(finite) else []):
         ax.axvline(lo_, color="tab:green", ls="--", lw=1, label="trust_lo" if i == 0 else None)
         ax.axvline(hi_, color="tab:red", ls="--", lw=1, label="trust_hi" if i == 0 else None)
     ax.set_xlabel("max force deviation (eV/Å)")
@@ -87,7 +105,18 @@ def plot_ratios(report: dict, out: Path, plt) -> None:
     for key, color in (("accurate", "tab:green"), ("candidate", "tab:orange"), ("failed", "tab:red")):
         ax.plot(x, [r[f"{key}_ratio"] for r in rows], "o-", color=color, label=key)
     ax.set_ylim(-0.02, 1.02)
-    _integer_x(ax)
+    if not rows:
+        _no_data(ax)
+    thr = [(r["iteration"], r["accurate_threshold"]) for r in rows if r.get("accurate_threshold") is not None]
+    if thr:  # the stage's threshold of the accurate ratio (a stage is done at it, the run converged)
+        ax.step([t[0] for t in thr], [t[1] for t in thr], where="mid", color="tab:green", ls=":", lw=1.2,
+                label="accurate threshold")
+    for prev, r in zip(rows, rows[1:]):  # stage changes
+        if r.get("stage") != prev.get("stage"):
+            ax.axvline(r["iteration"] - 0.5, color="0.5", ls="--", lw=0.8)
+            ax.text(r["iteration"] - 0.45, 0.5, r.get("stage_name") or f"stage {r.get('stage')}",
+                    rotation=90, fontsize=7, color="0.4", va="center")
+    _integer_x(ax, x)
     ax.set_xlabel("iteration")
     ax.set_ylabel("fraction of explored frames")
     ax.set_title("accurate / candidate / failed")
@@ -103,7 +132,9 @@ def plot_dataset_rmse(report: dict, out: Path, plt) -> None:
     x = [r["iteration"] for r in rows if r.get("dataset_size") is not None]
     ax.plot(x, [r["dataset_size"] for r in rows if r.get("dataset_size") is not None], "s-", color="tab:blue",
             label="data set (frames)")
-    _integer_x(ax)
+    if not x:
+        _no_data(ax)
+    _integer_x(ax, x)
     ax.set_xlabel("iteration")
     ax.set_ylabel("labeled frames", color="tab:blue")
     ax2 = ax.twinx()
@@ -143,6 +174,10 @@ def plot_devi_vs_error(report: dict, out: Path, plt) -> None:
             ax.set_xlim(lim)
             ax.set_ylim(lim)
         ax.plot(lim, lim, "k:", lw=1, label="y = x")
+        last = next((r for r in reversed(report["iterations"]) if r.get("trust_lo") is not None), None)
+        if last is not None:  # the levels in force at the end, on the deviation axis
+            ax.axvline(last["trust_lo"], color="tab:green", ls="--", lw=1, label="trust_lo (last)")
+            ax.axvline(last["trust_hi"], color="tab:red", ls="--", lw=1, label="trust_hi (last)")
         ax.legend(fontsize=8, loc="upper left")
     else:
         ax.text(0.5, 0.5, "no labeled frames with a stored prediction", ha="center", transform=ax.transAxes)

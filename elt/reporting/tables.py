@@ -30,7 +30,8 @@ def row_cells(r: dict) -> list[str]:
     temps = ", ".join(f"{t:g}" for t in r.get("temperatures") or []) or "-"
     if r.get("pressures"):
         temps += " @ " + ", ".join(f"{p:g}" for p in r["pressures"]) + " GPa"
-    trust = "-" if r.get("trust_lo") is None else f"{r['trust_lo']:g} / {r['trust_hi']:g}"
+    trust = "-" if r.get("trust_lo") is None else f"{r['trust_lo']:.3g} / {r['trust_hi']:.3g}" + (
+        "" if not r.get("levels") else " auto" + ("" if r.get("calibrated", True) else " (uncalibrated)"))
     labels = f"+{r.get('labels_ok') or 0} / -{r.get('labels_failed') or 0}"
     reasons = ", ".join(f"{k} ×{v}" for k, v in sorted((r.get("failure_reasons") or {}).items())) or "-"
     return [it, stage, temps, str(r.get("frames") if r.get("frames") is not None else "-"),

@@ -238,3 +238,19 @@ def test_failed_labels_are_reported_with_reason_walker_and_task_dir(tiny_run, tm
     assert main(["report", str(copy), "-i", "1", "--no-plots"]) == 0
     out = capsys.readouterr().out
     assert "SCF did not converge in 100 cycles" in out and str(workdir) in out
+
+
+def test_plots_of_an_empty_run_say_so_and_one_iteration_gets_whole_ticks(tmp_path):
+    from elt.reporting.plots import _integer_x, _plt, plot_dataset_rmse, plot_devi_hist, plot_ratios
+
+    plt = _plt()
+    empty = {"iterations": [], "current": None, "correlation": {"n": 0, "spearman": None}}
+    for plot in (plot_devi_hist, plot_ratios, plot_dataset_rmse):
+        plot(empty, tmp_path / f"{plot.__name__}.png", plt)
+        assert (tmp_path / f"{plot.__name__}.png").stat().st_size > 0
+    fig, ax = plt.subplots()
+    ax.plot([3], [0.5], "o")
+    _integer_x(ax, [3])
+    fig.canvas.draw()
+    assert list(ax.get_xticks()) == [3]  # not 2.8, 3.0, 3.2
+    plt.close(fig)
