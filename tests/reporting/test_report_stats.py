@@ -91,3 +91,15 @@ def test_aggregate_copies_rows_and_leaves_out_a_half_written_line(tmp_path):
     assert agg.shape == (4 + 2, 8)
     assert np.allclose(agg[:4], full, rtol=1e-6) and np.allclose(agg[4:], partial[:2], rtol=1e-6)
     assert "# walker w1: " in (tmp_path / "agg" / "it.out").read_text()
+
+
+def test_top_fraction_recall():
+    from elt.reporting.stats import top_fraction_recall
+
+    err = np.arange(20.0)
+    assert top_fraction_recall(err, err) == 1.0                 # same ranking: both worst frames flagged
+    assert top_fraction_recall(-err, err) == 0.0                # reversed: none
+    devi = err.copy()
+    devi[[18, 0]] = devi[[0, 18]]                               # one of the two worst frames lost
+    assert top_fraction_recall(devi, err) == 0.5
+    assert top_fraction_recall(err[:9], err[:9]) is None        # fewer than 10 frames: no top decile
