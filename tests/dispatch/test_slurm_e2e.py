@@ -73,10 +73,14 @@ def test_driver_recipe_runs_the_workflow_inside_a_slurm_job(slurm, tmp_path):
     wf.write_text(yaml.safe_dump({**WORKFLOW, "name": "driven"}))
     log = tmp_path / "driver.out"
     # command-line options override the recipe's #SBATCH lines (partition, size, time, log)
-    out = subprocess.run(["sbatch", "--wait", "--parsable", "-p", "debug", "--cpus-per-task=1", "--mem=2G",
-                          "-t", "00:10:00", "-o", str(log), str(root / "examples" / "driver.sbatch"),
-                          str(wf), str(PROFILE_DIR / "slurm-localhost.yaml")],
-                         capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    name = f"elt-test-driver-{tmp_path.name}"
+    try:
+        out = subprocess.run(["sbatch", "--wait", "--parsable", "-J", name, "-p", "debug", "--cpus-per-task=1",
+                              "--mem=2G", "-t", "00:10:00", "-o", str(log), str(root / "examples" / "driver.sbatch"),
+                              str(wf), str(PROFILE_DIR / "slurm-localhost.yaml")],
+                             capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    finally:  # a failed or timed-out wait must not leave the driver job (and its workers) behind
+        subprocess.run(["scancel", "--name", name], capture_output=True)
     text = log.read_text() if log.exists() else ""
     assert out.returncode == 0, (out.stderr, text[-3000:])
     driver_job = out.stdout.strip().split(";")[0]
