@@ -7,7 +7,6 @@ each) plus a few runs that stop after one SCF step or at input parsing."""
 from __future__ import annotations
 
 import os
-import time
 from contextlib import contextmanager
 
 import numpy as np
@@ -151,12 +150,14 @@ def test_cp2k_error_exit_is_an_infrastructure_failure_with_the_output_tail(tmp_p
 @cp2k_test
 def test_time_limit_kills_cp2k(tmp_path):
     cfg = CP2KLabel(kind="cp2k", cutoff=400, vacuum=6.0, time_limit=0.5)
-    t = time.perf_counter()
     with pytest.raises(CalculationError) as ei:
         CP2KLabeler(cfg).compute(h2_frame(), tmp_path)
     assert not ei.value.physics and ei.value.reason == "time_limit"
-    assert time.perf_counter() - t < 20
     assert "time_limit" in ei.value.message
+    # killed, not waited for: CP2K never got to write its end line (no wall-clock bound: a busy
+    # machine must not fail this test)
+    outs = list(tmp_path.rglob("*.out"))
+    assert all("PROGRAM ENDED AT" not in p.read_text(errors="replace") for p in outs)
 
 
 @cp2k_test
