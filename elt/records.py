@@ -11,21 +11,55 @@ record that says the same thing keeps its task ids (finished work is reused acro
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from pathlib import PurePath
+from typing import Any, ClassVar, Iterable, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from elt.data.modeldevi import CLASSES
 
 
+def ident(obj: Any) -> Any:
+    """What task ids and run fingerprints are derived from: a record's or config section's
+    :meth:`ident`, another model's JSON dump, containers item by item, paths as text."""
+    if hasattr(obj, "ident"):
+        return obj.ident()
+    if isinstance(obj, BaseModel):
+        return obj.model_dump(mode="json")
+    if isinstance(obj, (list, tuple)):
+        return [ident(x) for x in obj]
+    if isinstance(obj, dict):
+        return {str(k): ident(x) for k, x in obj.items()}
+    if isinstance(obj, PurePath):
+        return str(obj)
+    return obj
+
+
+def fields_ident(model: BaseModel, added: Iterable[str] = (), exclude: Iterable[str] = ()) -> dict:
+    """A model's fields as ids see them: without excluded ones and without the fields ``added``
+    after runs were made while they hold their default (so those runs keep their task ids)."""
+    out = {}
+    for name, field in type(model).model_fields.items():
+        if field.exclude or name in exclude:
+            continue
+        v = getattr(model, name)
+        if name in added and v == field.get_default(call_default_factory=True):
+            continue
+        out[name] = ident(v)
+    return out
+
+
 class Record(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # fields added after runs were made: left out of task ids while they hold their default
+    ADDED: ClassVar[frozenset[str]] = frozenset()
 
     version: int = Field(1, description="Layout version of this record.")
 
     def ident(self) -> dict:
         """What task ids are derived from: the content without the version."""
-        return self.model_dump(mode="json", exclude={"version"})
+        return fields_ident(self, self.ADDED, exclude={"version"})
 
 
 class TaskResult(Record):
@@ -53,6 +87,8 @@ class WalkerSpec(Record):
 class SelectionLevels(Record):
     """Trust levels and per-walker selection rules an explorer applies next to its trajectory."""
 
+    ADDED = frozenset({"calibration"})
+
     lo: float = Field(description="Lower trust level on the max force deviation (eV/Å).")
     hi: float = Field(description="Upper trust level (eV/Å): frames at or above it are failed, never labeled.")
     elo: Optional[float] = Field(None, description="Lower level on the energy deviation per atom (eV), if used.")
@@ -61,11 +97,6 @@ class SelectionLevels(Record):
     strategy: str = Field("random", description="How a walker thins its candidates: random | highest | fps.")
     calibration: int = Field(0, ge=0, description="Frames below hi, not candidates, drawn at random and kept with the ensemble's prediction so the driver can label some to calibrate the deviation on an unrestricted sample.")
 
-    def ident(self) -> dict:
-        d = super().ident()
-        if not d.get("calibration"):
-            d.pop("calibration", None)  # the levels of runs made before the field keep their task ids
-        return d
 
 
 class Candidate(Record):

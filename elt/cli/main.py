@@ -58,10 +58,8 @@ def validate(files: list[Path] = typer.Argument(..., help="Workflow files and/or
     for f in files:
         try:
             lines = _validate_one(f, cluster, backend)
-        except EltError as e:
-            if _state["traceback"]:
-                raise
-            sys.stderr.write(f"error: {e}\n")
+        except EltError as e:  # said, and the next file is checked
+            _print_error(e, _state["traceback"])
             worst = worst or e.exit_code
             continue
         con.print(f"[green]ok[/green] {lines[0]}")
@@ -213,11 +211,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         rc = app(args=argv, prog_name="elt", standalone_mode=False)
         return rc if isinstance(rc, int) else 0
     except EltError as e:
-        if show_tb:
-            import traceback
-
-            traceback.print_exc()
-        sys.stderr.write(f"error: {e}\n")
+        _print_error(e, show_tb)
         return e.exit_code
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
@@ -237,6 +231,16 @@ def main(argv: Optional[list[str]] = None) -> int:
         sys.stderr.write(f"internal error: {type(e).__name__}: {e}\n"
                          "  this is a bug in elt; rerun with --traceback and report it\n")
         return 70
+
+
+def _print_error(e: EltError, show_traceback: bool) -> None:
+    """How an elt error reaches the user: its message (what, received, what to write instead), and
+    the traceback only when asked for."""
+    if show_traceback:
+        import traceback
+
+        traceback.print_exception(e)
+    sys.stderr.write(f"error: {e}\n")
 
 
 def entry() -> None:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import PurePath
 from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SerializeAsAny, ValidationError
 from pydantic_core import InitErrorDetails
 
 from elt.errors import ConfigError
+from elt.records import fields_ident
 
 
 class Strict(BaseModel):
@@ -23,29 +23,7 @@ class Strict(BaseModel):
     def ident(self) -> dict:
         """The section as task ids see it: ``model_dump(mode="json")`` without excluded fields and
         without the :attr:`ADDED` fields that hold their default."""
-        out = {}
-        for name, field in type(self).model_fields.items():
-            if field.exclude:
-                continue
-            v = getattr(self, name)
-            if name in self.ADDED and v == field.get_default(call_default_factory=True):
-                continue
-            out[name] = _ident(v)
-        return out
-
-
-def _ident(v: Any) -> Any:
-    if isinstance(v, Strict):
-        return v.ident()
-    if isinstance(v, BaseModel):
-        return v.model_dump(mode="json")
-    if isinstance(v, (list, tuple)):
-        return [_ident(x) for x in v]
-    if isinstance(v, dict):
-        return {str(k): _ident(x) for k, x in v.items()}
-    if isinstance(v, PurePath):
-        return str(v)
-    return v
+        return fields_ident(self, self.ADDED)
 
 
 def _loc(loc: tuple[Any, ...]) -> str:

@@ -15,6 +15,7 @@ from elt.config.label import EMTLabel
 from elt.config.sampling import BIASED_BEYOND_HI, AdaptiveLo, AseExplorer, AutoLevels, BeyondHi, Bias, MetadConfig
 from elt.config.train import TrainConfig
 from elt.errors import ConfigError
+from elt.records import ident
 
 
 # ---------------------------------------------------------------- system
@@ -217,16 +218,8 @@ class Workflow(Strict):
 
     def section_hash(self, *names: str) -> str:
         """A short hash of the given sections (content-derived ids depend on it)."""
-        data = {n: _jsonable(getattr(self, n)) for n in names}
+        data = {n: ident(getattr(self, n)) for n in names}
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _jsonable(obj: Any):
-    if hasattr(obj, "ident"):
-        return obj.ident()
-    if hasattr(obj, "model_dump"):
-        return obj.model_dump(mode="json")
-    return obj
 
 
 def parse_workflow(data: Any, source: str = "workflow", base_dir: Path | None = None) -> Workflow:

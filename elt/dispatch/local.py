@@ -75,19 +75,18 @@ def no_main_reimport():
     """While inside, spawned worker processes do not re-run the user's ``__main__`` script (spawn
     re-imports it to find functions defined there; elt's tasks live in elt's modules). This is what
     lets ``elt.run()`` be called from a plain script without an ``if __name__ == "__main__":`` guard."""
+    import multiprocessing
+
     main = sys.modules.get("__main__")
-    saved = {k: getattr(main, k) for k in ("__file__", "__spec__") if main is not None and hasattr(main, k)}
-    if main is not None and multiprocessing_parent() is None:
-        for k in saved:
-            setattr(main, k, None) if k == "__spec__" else delattr(main, k)
+    if main is None or multiprocessing.parent_process() is not None:  # nothing to hide in a worker
+        yield
+        return
+    saved = {k: getattr(main, k) for k in ("__file__", "__spec__") if hasattr(main, k)}
+    main.__spec__ = None  # spawn finds the script by its spec, else by its __file__
+    if "__file__" in saved:
+        del main.__file__
     try:
         yield
     finally:
         for k, v in saved.items():
             setattr(main, k, v)
-
-
-def multiprocessing_parent():
-    import multiprocessing
-
-    return multiprocessing.parent_process()

@@ -6,21 +6,11 @@ import hashlib
 import json
 from typing import Any
 
-
-def _canon(obj: Any):
-    if hasattr(obj, "ident"):  # config sections and records: their content for ids
-        return obj.ident()
-    if hasattr(obj, "model_dump"):
-        return obj.model_dump(mode="json")
-    if isinstance(obj, (list, tuple)):
-        return [_canon(x) for x in obj]
-    if isinstance(obj, dict):
-        return {str(k): _canon(v) for k, v in obj.items()}
-    return obj
+from elt.records import ident
 
 
 def content_id(*parts: Any, length: int = 16) -> str:
-    text = json.dumps([_canon(p) for p in parts], sort_keys=True, default=str)
+    text = json.dumps([ident(p) for p in parts], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 

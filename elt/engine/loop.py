@@ -41,8 +41,6 @@ from elt.sampling.select import adaptive_lo, cap_per_group, choose
 
 log = logging.getLogger(__name__)
 
-LABEL_TASK = "elt_label_task"  # transient frame info: which label task a labeled frame came from
-
 # sections whose change invalidates finished work; explore stages are checked one by one
 FROZEN_SECTIONS = ("system", "train", "select", "label", "seed")
 
@@ -163,10 +161,14 @@ class Campaign:
         wf = self.wf
         files = []
         recorded = json.loads(self.state.get_meta("initial_files") or "{}")  # name -> sha256
+        whole = {}  # name -> sha256 of the files found whole (not written again below)
         for p in (self.layout.imported_data, self.layout.initial_data):
-            if p.exists() and p.name in recorded and file_digest(p) != recorded[p.name]:
-                self.reporter.message(f"{p} differs from what the run wrote: rebuilding it")
-                p.unlink()
+            if p.exists():
+                whole[p.name] = file_digest(p)
+                if p.name in recorded and whole[p.name] != recorded[p.name]:
+                    self.reporter.message(f"{p} differs from what the run wrote: rebuilding it")
+                    p.unlink()
+                    del whole[p.name]
         if self.imported:
             p = self.layout.imported_data
             frames = []
@@ -189,12 +191,10 @@ class Campaign:
                     raise CampaignError("every initial frame failed to label:\n  - " + "\n  - ".join(
                         f"{f['reason']}: {f['message']}" for f in failed[:10]),
                         hint="check the label section (and the task directories under the run's label/ folder)")
-                for a in labeled:
-                    a.info.pop(LABEL_TASK, None)
                 write_frames(p, labeled)
             files.append(str(p))
         for f in map(Path, files):
-            sha = file_digest(f)
+            sha = whole.get(f.name) or file_digest(f)
             if recorded.get(f.name, sha) != sha:
                 raise StateError(f"{f} was rebuilt but differs from the file the run's finished work used",
                                  hint="restore it from a backup, or start a fresh run with another --workdir")
@@ -296,7 +296,7 @@ class Campaign:
         if follow is not None:
             inner = follow
             follow = lambda o: [s for w in _per_walker(o) for s in inner(w)]  # noqa: E731
-        return [w if o.spec.kind == "explore" else o for o in runner.run(specs, phase, follow)
+        return [w for o in runner.run(specs, phase, follow)
                 for w in (_per_walker(o) if o.spec.kind == "explore" else [o])]
 
     def _select_levels(self, stage_index: int, metrics: Optional[dict] = None) -> tuple[SelectionLevels, Optional[dict]]:
@@ -333,30 +333,25 @@ class Campaign:
             rows.append(files[wi][c.index])
         return np.asarray(rows).reshape(len(rows), -1)
 
+    def _label_ids(self, frames: list) -> list[str]:
+        """The label task id of each frame: the method (with its input files' text) and the frame."""
+        inputs = [Path(f).read_text() for f in self.label_cfg.input_files()]
+        template_hash = content_id(*inputs) if inputs else None
+        return [content_id("label", self.wf.label, template_hash, a.info.get(FRAME_ID) or frame_hash(a)) for a in frames]
+
     def _label_specs(self, frames: list, it: int) -> list[TaskSpec]:
         wf = self.wf
         exec_settings = self.cluster.exec_settings("label")
-        inputs = [Path(f).read_text() for f in self.label_cfg.input_files()]
-        template_hash = content_id(*inputs) if inputs else None
-        specs = []
-        for a in frames:
-            fid = a.info.get(FRAME_ID) or frame_hash(a)
-            tid = content_id("label", wf.label, template_hash, fid)
-            specs.append(TaskSpec(tid, "label", it, tasks.label_task,
-                                  self.layout.label_dir(tid),
-                                  (a, self.label_cfg, exec_settings, wf.label.retries), fid))
-        return specs
+        return [TaskSpec(tid, "label", it, tasks.label_task, self.layout.label_dir(tid),
+                         (a, self.label_cfg, exec_settings, wf.label.retries), a.info.get(FRAME_ID) or frame_hash(a))
+                for a, tid in zip(frames, self._label_ids(frames))]
 
     @staticmethod
     def _label_results(outs: list[Outcome]) -> tuple[list, list[dict]]:
-        """The labeled frames (each with ``info["elt_label_task"]`` set to its task id, not written
-        to files) and the failures, in the order of ``outs``."""
         labeled, failed = [], []
         for o in outs:
             if o.status == "done":
-                a = tasks.load_labeled(o.result)
-                a.info[LABEL_TASK] = o.spec.id
-                labeled.append(a)
+                labeled.append(tasks.load_labeled(o.result))
             else:
                 r = o.result or {}
                 failed.append({"task": o.spec.id, "frame_id": o.spec.name, "reason": r.get("reason", "error"),
@@ -386,9 +381,9 @@ class Campaign:
         quota = -(-wf.select.max_candidates // max(n_walkers, 1))
 
         def follow(o: Outcome) -> list[TaskSpec]:
-            if o.status != "done" or not _explored(o).candidates:
+            res = _explored(o) if o.status == "done" else None
+            if res is None or not res.candidates:
                 return []
-            res = _explored(o)
             devs = np.array([c.max_devi_f for c in res.candidates])
             rng = np.random.default_rng(derive_seed(wf.seed, "select", it, o.spec.name))
             idx = choose(devs, quota, wf.select.strategy, rng)
@@ -441,8 +436,9 @@ class Campaign:
             st = wf.explore.stages[min(pos.stage, len(wf.explore.stages) - 1)]
             self.reporter.message(f"resuming after iteration {records[-1]['iteration']} "
                                   f"({len(records)} finished; next: stage {st.name or pos.stage})")
+        last = records[-1] if records else None
         while pos.done is None:
-            rec = self._iteration(runner, pos, files, members)
+            rec = last = self._iteration(runner, pos, files, members)
             state.record_iteration(pos.iteration, rec)
             files.append(rec["data_file"])
             members = rec["members"]
@@ -452,7 +448,8 @@ class Campaign:
         final, metrics = self._train(runner, pos.iteration, files, members, "final training")
         final = self._publish_model(final)
         state.set_meta("final", json.dumps({"members": final, "metrics": metrics, "status": pos.done}))
-        test = self._evaluate(runner, pos.iteration, final) if wf.evaluate.frames else None
+        promised = ((last or {}).get("levels") or {}).get("target")  # what 'accurate' meant at the end
+        test = self._evaluate(runner, pos.iteration, final, promised) if wf.evaluate.frames else None
         if test is not None:
             state.set_meta("test", json.dumps(test))
         return RunSummary(str(self.run_dir), pos.done, pos.iteration, self.n_data, final, metrics, test, runner.dispatched)
@@ -506,13 +503,7 @@ class Campaign:
                                  wf.select.strategy, rng, feats)
             pool, feats = [pool[i] for i in keep], (feats[keep] if feats is not None else None)
         chosen = choose(np.array([p[0] for p in pool]), wf.select.max_candidates, wf.select.strategy, rng, feats)
-        frames = []
-        cache: dict[int, list] = {}
-        for idx in chosen:
-            _, wi, c = pool[idx]
-            if wi not in cache:
-                cache[wi] = read_frames(Path(_explored(walks[wi]).candidates_file))
-            frames.append(cache[wi][c.index])
+        frames = _candidate_frames(walks, [pool[i][1:] for i in chosen])
         return self._fresh(frames, set()), pool, lv
 
     def _calibration_frames(self, walks: list[Outcome], it: int, chosen: set) -> list:
@@ -525,15 +516,9 @@ class Campaign:
             return []
         rng = np.random.default_rng(derive_seed(self.wf.seed, "calibrate", it))
         pick = sorted(rng.choice(len(pool), size=min(want, len(pool)), replace=False).tolist())
-        cache: dict[int, list] = {}
-        out = []
-        for k in pick:
-            wi, c = pool[k]
-            if wi not in cache:
-                cache[wi] = read_frames(Path(_explored(walks[wi]).candidates_file))
-            a = cache[wi][c.index]
+        out = _candidate_frames(walks, [pool[k] for k in pick])
+        for a in out:
             a.info[PICK] = "calibration"  # reports tell the unrestricted sample from the candidates
-            out.append(a)
         return self._fresh(out, set())
 
     def _check_failed_fraction(self, n: int, failed: list[dict], it: int) -> None:
@@ -582,7 +567,7 @@ class Campaign:
         t4 = time.perf_counter()
         self._check_failed_fraction(len(frames), failed, it)
         data_file = self.layout.iteration_data(it)
-        label_tasks = [a.info.pop(LABEL_TASK) for a in labeled]
+        label_tasks = self._label_ids(labeled)  # what rebuilds the data file (_restore_data_file)
         write_frames(data_file, labeled)
         self.known.update(a.info.get(FRAME_ID) for a in labeled)
         self._hold_out(labeled)
@@ -613,7 +598,7 @@ class Campaign:
             "finished": time.time(),
         }
 
-    def _evaluate(self, runner: TaskRunner, it: int, members: list[str]) -> dict:
+    def _evaluate(self, runner: TaskRunner, it: int, members: list[str], promised: Optional[float]) -> dict:
         """Label fresh MD frames of the final ensemble and report its errors on them."""
         wf = self.wf
         ev = wf.evaluate
@@ -638,9 +623,8 @@ class Campaign:
             return {"error": "every test label failed", "failures": failed}
         pot = registry.get("potential", wf.train.kind).load_ensemble([Path(m) for m in members])
         out = {**ensemble_errors(pot, labeled), "temperature": T, "labels_failed": len(failed)}
-        last = self.state.iterations()[-1:] if hasattr(self, "state") else []
-        if last and (last[0].get("levels") or {}).get("target") is not None:
-            out["promised_max_force_error"] = last[0]["levels"]["target"]  # what 'accurate' meant at the end
+        if promised is not None:
+            out["promised_max_force_error"] = promised
         return out
 
 
@@ -654,6 +638,18 @@ def _per_walker(o: Outcome) -> list[Outcome]:
     for r in res["walkers"]:
         spec = dataclasses.replace(o.spec, name=r["walker"], task_dir=o.spec.task_dir / r["walker"])
         out.append(dataclasses.replace(o, spec=spec, result={**r, "seconds": res.get("seconds", 0.0)}))
+    return out
+
+
+def _candidate_frames(walks: list[Outcome], picks: list) -> list:
+    """The frames of ``picks`` ((walker index, Candidate) pairs) from the walkers' candidates files,
+    each file read once."""
+    cache: dict[int, list] = {}
+    out = []
+    for wi, c in picks:
+        if wi not in cache:
+            cache[wi] = read_frames(Path(_explored(walks[wi]).candidates_file))
+        out.append(cache[wi][c.index])
     return out
 
 

@@ -100,33 +100,31 @@ def explore_task(task_dir: Path, walker, start, member_paths: list[str], train_k
     """One walker (:class:`elt.records.WalkerSpec`) from ``start``: MD by the stage's explorer
     with the ensemble, deviations of every recorded frame, local selection under ``levels``
     (:class:`elt.records.SelectionLevels`). Files and result: :func:`elt.sampling.walker_output.finish_walker`."""
-    from elt import registry
-    from elt.sampling.walker_output import finish_walker
-
-    _set_threads(threads)
-    pot = _ensemble(train_kind, tuple(member_paths), None)
-    explorer = registry.get("explorer", stage.explorer.kind)(stage.explorer)
-    [rec] = explorer.run([walker], [start], pot, stage, levels, [Path(task_dir)])
-    return finish_walker(Path(task_dir), walker, rec, pot, levels,
-                         save_frames=stage.save_frames).model_dump(mode="json")
+    [result] = _explore(threads, train_kind, member_paths, stage, levels, [walker], [start], [Path(task_dir)])
+    return result
 
 
 def explore_batch_task(task_dir: Path, walkers: list, starts: list, member_paths: list[str], train_kind: str,
                        stage, levels, threads: int = 1) -> dict:
     """Several walkers in one task (an explorer that batches them, e.g. ``batched``): each walker's
     files in ``task_dir/WALKER_ID/``; the result lists the walkers' results in order."""
+    dirs = [Path(task_dir) / w.id for w in walkers]
+    for d in dirs:
+        d.mkdir(parents=True, exist_ok=True)
+    return {"walkers": _explore(threads, train_kind, member_paths, stage, levels, walkers, starts, dirs)}
+
+
+def _explore(threads: int, train_kind: str, member_paths: list[str], stage, levels, walkers, starts, dirs) -> list[dict]:
+    """The stage's explorer on ``walkers`` in one call, then each walker's files and result in its folder."""
     from elt import registry
     from elt.sampling.walker_output import finish_walker
 
     _set_threads(threads)
     pot = _ensemble(train_kind, tuple(member_paths), None)
     explorer = registry.get("explorer", stage.explorer.kind)(stage.explorer)
-    dirs = [Path(task_dir) / w.id for w in walkers]
-    for d in dirs:
-        d.mkdir(parents=True, exist_ok=True)
     recs = explorer.run(walkers, starts, pot, stage, levels, dirs)
-    return {"walkers": [finish_walker(d, w, rec, pot, levels, save_frames=stage.save_frames).model_dump(mode="json")
-                        for w, rec, d in zip(walkers, recs, dirs)]}
+    return [finish_walker(d, w, rec, pot, levels, save_frames=stage.save_frames).model_dump(mode="json")
+            for w, rec, d in zip(walkers, recs, dirs)]
 
 
 # ------------------------------------------------------------------ label

@@ -9,14 +9,7 @@ from typing import Iterable, Optional
 
 import numpy as np
 
-from elt.data.modeldevi import HEADER, MAX_DEVI_F, classify, counts
-
-
-def count_classes(max_devi_f: np.ndarray, lo: float, hi: float, last_failed: bool = False,
-                  devi_e: Optional[np.ndarray] = None, elo: Optional[float] = None,
-                  ehi: Optional[float] = None) -> dict[str, int]:
-    """Counts of :func:`elt.data.modeldevi.classify`: the engine's classification, energy levels included."""
-    return counts(classify(max_devi_f, lo, hi, devi_e, elo, ehi, last_failed))
+from elt.data.modeldevi import HEADER, MAX_DEVI_F
 
 
 def summarize(table: np.ndarray) -> Optional[dict]:

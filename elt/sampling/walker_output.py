@@ -32,9 +32,8 @@ def finish_walker(out_dir: Path, walker: WalkerSpec, rec: WalkerRecord, potentia
     out_dir = Path(out_dir)
     devi = rec.devi_array()
     write_model_devi(out_dir / MODEL_DEVI_FILE, rec.steps, devi)
-    classes = classify(devi[:, 3], levels.lo, levels.hi, devi[:, 6], levels.elo, levels.ehi)
-    if rec.stopped_on_bad_frame and len(classes):
-        classes[-1] = FAILED
+    classes = classify(devi[:, 3], levels.lo, levels.hi, devi[:, 6], levels.elo, levels.ehi,
+                       last_failed=rec.stopped_on_bad_frame)
     cand = np.flatnonzero(classes == CANDIDATE)
     fps = levels.strategy == "fps"
     feats = None

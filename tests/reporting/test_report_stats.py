@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from elt.data.modeldevi import COLUMNS, read_model_devi
-from elt.reporting.modeldevi import count_classes, write_aggregate
+from elt.data.modeldevi import COLUMNS, classify, counts, read_model_devi
+from elt.reporting.modeldevi import write_aggregate
 from elt.reporting.stats import force_errors, spearman
 from elt.reporting.status import current_position, estimate_remaining, mean_phase_seconds
 
@@ -34,7 +34,7 @@ def test_force_errors():
 
 def test_count_classes_dpgen_semantics():
     f = np.array([0.01, 0.05, 0.1, 0.3, 0.31, np.nan])
-    assert count_classes(f, 0.05, 0.3) == {"accurate": 1, "candidate": 2, "failed": 3}
+    assert counts(classify(f, 0.05, 0.3)) == {"accurate": 1, "candidate": 2, "failed": 3}
 
 
 RECS = [{"iteration": i, "seconds": {"train": t, "explore": 10.0, "select": 1.0, "label": 20.0}, "finished": 1000.0 + 100 * i}
