@@ -10,6 +10,7 @@
       iter_NNN/KIND/NAME-ID8/  one folder per train/explore/evaluate task
       label/ID/                one folder per label task (shared by all iterations: a frame is labeled once)
       model/member_I.pt        the final ensemble (what elt.load_potential takes)
+      slurm_jobs.txt           SLURM worker jobs of the driver (cancelled by the next driver if it died)
       report/                  what `elt report` writes
 """
 
@@ -78,6 +79,10 @@ class RunLayout:
     @property
     def lock(self) -> Path:
         return self.run_dir / "driver.lock"
+
+    @property
+    def slurm_jobs(self) -> Path:
+        return self.run_dir / "slurm_jobs.txt"
 
     @property
     def data_dir(self) -> Path:

@@ -36,6 +36,12 @@ class SpecClusterAdapter:
         and would try to close it (scancel of no job id) at shut-down."""
         self.cluster.workers.pop(name, None)
 
+    def has_job_object(self, name: str) -> bool:
+        """Whether the SpecCluster still holds the job object of ``name``: it deletes it once the
+        job's worker has been gone for distributed's lost-worker-timeout (and would then submit the
+        spec again at the next ``sync()``)."""
+        return name in self.cluster.workers
+
     def job_id(self, name: str) -> Optional[str]:
         """SLURM's job id of a submitted job: dask-jobqueue's job object (``cluster.workers[name]``)
         holds it once sbatch answered; there is no public accessor."""

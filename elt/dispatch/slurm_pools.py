@@ -73,12 +73,13 @@ class PoolScaler:
     """Keeps each pool's jobs in line with its tasks. Runs on ``cluster.loop``; see module doc."""
 
     def __init__(self, cluster, profile, job_specs: dict[str, dict[str, Any]], log_dir: Path,
-                 interval: float = 1.0):
+                 interval: float = 1.0, jobs_file: Optional[Path] = None):
         self.cluster = cluster                  # a distributed SpecCluster with our scheduler
         self.dask = SpecClusterAdapter(cluster)  # its internals, in one place
         self.profile = profile
         self.job_specs = job_specs              # pool -> {"cls": SLURMJob, "options": ..., ["group"]}
         self.log_dir = Path(log_dir)
+        self.jobs_file = jobs_file              # every submitted job id, one per line (see cancel_recorded_jobs)
         self.interval = interval
         self.jobs: dict[str, JobRecord] = {}
         self.start_failures = {p: 0 for p in profile.pools}
@@ -220,7 +221,7 @@ class PoolScaler:
             for job in dead:
                 self.jobs.pop(job.name, None)
                 self.dask.drop_job(job.name)
-            await self.dask.sync()
+            await self._sync()
 
     async def _scale_pool(self, pool: str, by_name: dict, now: float) -> None:
         cfg = self.profile.pools[pool]
@@ -273,7 +274,7 @@ class PoolScaler:
             self.dask.add_job(name, spec)
             new.append(name)
         try:
-            await self.dask.sync()
+            await self._sync()
         except Exception as e:
             message = _slurm_message(e)
             for name in new:
@@ -291,6 +292,7 @@ class PoolScaler:
             if job is not None:
                 job.job_id = self.dask.job_id(name)
                 job.submitted = time.monotonic()
+                self._record_job(job)
                 self._event(f"{name}: submitted job {job.job_id}", logging.DEBUG)
 
     async def _retire(self, pool: str, jobs: list[JobRecord], count: int, by_name: dict, now: float) -> None:
@@ -310,7 +312,27 @@ class PoolScaler:
             self._event(f"{j.name} (job {j.job_id}): idle above demand, cancelled")
             self.jobs.pop(j.name, None)
             self.dask.drop_job(j.name)
+        await self._sync()
+
+    async def _sync(self) -> None:
+        """Submit and cancel jobs to match ``self.jobs``. A job whose worker left long enough ago
+        for the SpecCluster to close it (distributed's lost-worker-timeout) is dropped first: its
+        spec would otherwise be submitted again as a new job with no task waiting for it."""
+        for job in list(self.jobs.values()):
+            if job.job_id is not None and job.seen and not self.dask.has_job_object(job.name):
+                self._event(f"{job.name} (job {job.job_id}) closed after its workers left; not resubmitted")
+                self.jobs.pop(job.name, None)
+                self.dask.drop_job(job.name)
         await self.dask.sync()
+
+    def _record_job(self, job: JobRecord) -> None:
+        if self.jobs_file is None or job.job_id is None:
+            return
+        try:
+            with open(self.jobs_file, "a") as f:
+                f.write(f"{job.job_id} {job.pool} {job.name}\n")
+        except OSError as e:  # the jobs are still cancelled at a clean shut-down
+            log.warning("could not record job %s in %s: %s", job.job_id, self.jobs_file, e)
 
     # ------------------------------------------------------------------ failures
     def _start_failed(self, job: JobRecord, what: str) -> None:
@@ -388,3 +410,38 @@ def _tail(path: Path, lines: int = 8) -> str:
     except OSError:
         return ""
     return "\n".join("    " + line for line in content[-lines:])
+
+
+def cancel_recorded_jobs(jobs_file: Path, timeout: float = 300.0) -> list[str]:
+    """Cancel the worker jobs a previous driver of this run recorded in ``jobs_file`` and still
+    queued or running (the driver died without cancelling them: they would go on running its
+    tasks while this driver starts the same tasks again), and wait until SLURM lists none of them,
+    so that no task runs twice. Returns the ids cancelled; the file is emptied."""
+    try:
+        recorded = [line.split()[0] for line in Path(jobs_file).read_text().splitlines() if line.strip()]
+    except OSError:
+        return []
+    alive = _active_jobs(recorded)
+    if alive:
+        subprocess.run(["scancel", *alive], capture_output=True, text=True, timeout=60)
+        deadline = time.monotonic() + timeout
+        while _active_jobs(alive):
+            if time.monotonic() > deadline:
+                raise DispatchError(f"worker jobs {', '.join(_active_jobs(alive))} of the previous driver of this "
+                                    f"run are still listed by squeue {timeout:.0f} s after scancel",
+                                    hint="wait until `squeue --me` no longer lists them (or ask the admins), then "
+                                         "run `elt run` again: their tasks would otherwise run twice")
+            time.sleep(1.0)
+    Path(jobs_file).write_text("")
+    return alive
+
+
+def _active_jobs(ids: list[str]) -> list[str]:
+    """Those of ``ids`` that squeue lists in an active state."""
+    if not ids:
+        return []
+    out = subprocess.run(["squeue", "--me", "-h", "-o", "%i %T"], capture_output=True, text=True, timeout=60)
+    if out.returncode != 0:
+        raise DispatchError(f"squeue failed: {out.stderr.strip()}", hint="check that SLURM is reachable (`squeue --me`)")
+    listed = dict(line.split(None, 1) for line in out.stdout.splitlines() if line.strip())
+    return [i for i in ids if listed.get(i, "").strip() in ACTIVE_STATES]
