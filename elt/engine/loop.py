@@ -203,7 +203,7 @@ class _Run:
         self.wf, self.reporter = camp.wf, camp.reporter
         # paths are recorded (and task ids derived) as they were where the run was made; a moved or
         # copied run reads its files here (RunLayout.here) and derives the same ids (as_recorded)
-        self.layout = RunLayout(camp.run_dir, recorded_origin(records, state.tasks()))
+        self.layout = RunLayout(camp.run_dir, recorded_origin(records, [] if records else state.tasks()))
         self.structures, self.imported, self.elements = camp.structures, camp.imported, camp.elements
         self.label_cfg, self.profile = camp.label_cfg, camp.profile
         self.run_dir = camp.run_dir

@@ -101,6 +101,10 @@ def test_a_rerun_after_the_driver_died_cancels_its_jobs_and_runs_nothing_twice(s
         assert old_alive  # still computing its label: the case where a rerun could run it twice
         assert (run_dir / "slurm_jobs.txt").read_text().split()[0] in old_jobs  # the driver recorded them
         second = _driver(tmp_path, run_dir, profile, tmp_path / "second.log")
+        # when the old jobs are gone (without the rerun's cancel they live on until their workers'
+        # death_timeout, computing what they hold while the rerun's jobs start the same tasks)
+        gone = _wait_for("the old jobs to leave the queue",
+                         lambda: None if set(old_alive) & set(_our_jobs(run_dir)) else time.time(), timeout=600)
         assert second.wait(timeout=900) == 0, (tmp_path / "second.log").read_text()[-3000:]
     finally:
         for p in (first, second):
@@ -115,8 +119,9 @@ def test_a_rerun_after_the_driver_died_cancels_its_jobs_and_runs_nothing_twice(s
     assert max(ends.values()) == 1, [t for t, n in ends.items() if n > 1]  # no task finished twice
     new = [e for e in events if e["slurm_job_id"] and e["slurm_job_id"] not in old_jobs]
     assert new, "the rerun ran nothing"
-    last_old = max(e["t"] for e in events if e["slurm_job_id"] in old_jobs)
-    assert last_old < min(e["t"] for e in new)  # the old jobs were gone before the rerun's tasks ran
+    first_new = min(e["t"] for e in new)
+    assert max(e["t"] for e in events if e["slurm_job_id"] in old_jobs) < first_new
+    assert gone <= first_new  # the old jobs had left the queue before the rerun ran a task
     with open_readonly(run_dir) as st:
         assert len(st.iterations()) == 1
     assert f"cancelled {len(old_alive)} worker job(s)" in (tmp_path / "second.log").read_text()  # the user is told
