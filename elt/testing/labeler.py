@@ -148,9 +148,9 @@ def _fd_checks(labeler, atoms: Atoms, lab, workdir: Path, name: str, report: Rep
 
 def _engine_task(cfg, atoms: Atoms, lab, exec_settings, task_dir: Path, name: str) -> None:
     from elt.data.frames import labels_of, read_frames
-    from elt.engine.tasks import label_task
+    from elt.engine.tasks import LabelJob, label_task
 
-    res = label_task(task_dir, atoms, cfg, exec_settings, retries=0)
+    res = label_task(task_dir, LabelJob(atoms, cfg, exec_settings, retries=0))
     require(res.get("status") == "ok", name, "label task", f"the engine's label task failed: {res.get('reason')}: "
                                                            f"{res.get('message')}")
     e, f, _ = labels_of(read_frames(Path(res["file"]))[0])
@@ -160,11 +160,11 @@ def _engine_task(cfg, atoms: Atoms, lab, exec_settings, task_dir: Path, name: st
 
 
 def _failure_recorded(cfg, bad: Atoms, exec_settings, task_dir: Path, name: str, expect_physics) -> None:
-    from elt.engine.tasks import label_task
+    from elt.engine.tasks import LabelJob, label_task
     from elt.records import LabelResult
 
     try:
-        res = label_task(task_dir, bad, cfg, exec_settings, retries=0)
+        res = label_task(task_dir, LabelJob(bad, cfg, exec_settings, retries=0))
     except Exception as e:
         raise AssertionError(f"{name}: failure recorded: a frame that must fail raised {type(e).__name__}: {e} "
                              "instead of being recorded as a failure") from e

@@ -17,7 +17,7 @@ from ase.build import bulk
 from elt.cli.main import main
 from elt.config.label import AseLabel
 from elt.data.frames import labels_of, read_frames
-from elt.engine.tasks import label_task
+from elt.engine.tasks import LabelJob, label_task
 from elt.labeling.ase_calculator import AseLabeler, omp_threads
 from elt.records import ExecSettings
 
@@ -53,7 +53,7 @@ def test_an_exception_is_an_infrastructure_failure_retried_as_configured(tmp_pat
     # EMT (through label.kind: ase) has no parameters for Fe: it raises NotImplementedError
     iron = bulk("Fe")
     cfg = AseLabel(kind="ase", calculator="ase.calculators.emt:EMT", retries=2)
-    res = label_task(tmp_path, iron, cfg, ExecSettings(), retries=cfg.retries)
+    res = label_task(tmp_path, LabelJob(iron, cfg, ExecSettings(), retries=cfg.retries))
     assert res["status"] == "failed" and not res["physics"] and res["attempts"] == 3
     assert res["reason"] == "NotImplementedError" and "No EMT-potential for Fe" in res["message"]
     assert res["cache"] is False  # a resume tries again
@@ -61,10 +61,10 @@ def test_an_exception_is_an_infrastructure_failure_retried_as_configured(tmp_pat
 
 def test_non_finite_results_and_scf_errors_are_physics_failures(tmp_path):
     two = Atoms("Cu2", positions=[[0, 0, 0], [0, 0, 0]])
-    res = label_task(tmp_path / "a", two, ase_label(), ExecSettings(), retries=2)
+    res = label_task(tmp_path / "a", LabelJob(two, ase_label(), ExecSettings(), retries=2))
     assert (res["status"], res["physics"], res["reason"], res["attempts"]) == ("failed", True, "non_finite", 1)
     scf = AseLabel(kind="ase", calculator="lab_helpers:NonConvergingSCF.make")
-    res = label_task(tmp_path / "b", cu_cell(), scf, ExecSettings(), retries=2)
+    res = label_task(tmp_path / "b", LabelJob(cu_cell(), scf, ExecSettings(), retries=2))
     assert (res["status"], res["physics"], res["reason"], res["attempts"]) == ("failed", True, "scf_not_converged", 1)
     assert "SCF did not converge in 3 cycles" in res["message"]
 
