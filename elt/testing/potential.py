@@ -54,7 +54,7 @@ def check_potential(kind: str, frames: Sequence[Atoms], config: Any = None, *, e
         _check_metrics(metrics, out, name)
         return out
 
-    paths = [train(m, seed + m, workdir / f"member_{m}.pt") for m in range(size)]
+    paths = [train(m, seed + m, workdir / _checkpoint_name(plugin, m)) for m in range(size)]
     report.ok("train_member")
     pot = plugin.load_ensemble(paths)
     _check_ensemble(pot, frames, size, elements, stress, name)
@@ -65,15 +65,21 @@ def check_potential(kind: str, frames: Sequence[Atoms], config: Any = None, *, e
     report.ok("pickling")
     pot64 = plugin.load_ensemble(paths, precision="float64")
     _check_derivatives(pot64, frames, stress, fd_step, fd_atoms, force_tol, stress_tol, name, report)
-    same = train(0, seed, workdir / "repeat" / "member_0.pt")
+    same = train(0, seed, workdir / "repeat" / _checkpoint_name(plugin, 0))
     require_close(plugin.load_ensemble([same, paths[1]]).predict(frames[0]).forces[0], pot.predict(frames[0]).forces[0],
                   name, "determinism for a seed", 1e-5, 1e-5, what="member 0 trained again with its seed: forces (eV/Å)")
     report.ok("determinism for a seed")
-    warm = train(1, seed + 1, workdir / "warm" / "member_1.pt", init=paths[0])
+    warm = train(1, seed + 1, workdir / "warm" / _checkpoint_name(plugin, 1), init=paths[0])
     _check_warm_start(plugin.load_ensemble([paths[0], paths[1], warm]), frames, warm_tol, name)
     report.ok("warm start")
     report.data.update(paths=paths, ensemble=pot)
     return report
+
+
+def _checkpoint_name(plugin, member: int) -> str:
+    """The file name the engine gives member ``member``'s checkpoint (the plugin's own, where it names them)."""
+    name = getattr(plugin, "checkpoint_name", None)
+    return name(member) if callable(name) else f"member_{member}.pt"
 
 
 def _is_model(value: Any) -> bool:

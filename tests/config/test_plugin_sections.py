@@ -37,7 +37,8 @@ def _problems(fn, *args) -> list[str]:
 def test_unknown_cluster_kind_lists_the_known_ones_plugins_included():
     [p] = _problems(parse_profile, {"kind": "kubernetes"})
     assert "unknown cluster kind 'kubernetes'" in p
-    assert "address, local, slurm" in p and "test-local-env" in p
+    known = p.split("use one of: ")[1].split(";")[0].split(", ")
+    assert {"address", "local", "slurm", "test-local-env"} <= set(known) and known == sorted(known), p
 
 
 def test_a_plugin_brings_a_cluster_kind_with_its_config_model():
