@@ -70,6 +70,20 @@ def section(name: str, value: Any) -> BaseModel:
     return take(parse_workflow({"system": _DUMMY_SYSTEM, **place(value)}, f"{name} section"))
 
 
+def plugin_class(group: str, cfg, base: type, config_base: type, name: str, why: str = "") -> type:
+    """The class the registry has for ``cfg.kind`` in ``group``, checked to subclass ``base``; the
+    config checked to be a ``config_base`` that survives pickling."""
+    from elt import registry
+
+    cls = registry.get(group, cfg.kind)
+    require(isinstance(cls, type) and issubclass(cls, base), name, "registry",
+            f"registry.get({group!r}, {cfg.kind!r}) is {cls!r}, not a subclass of {base.__module__}.{base.__qualname__}")
+    require(isinstance(cfg, config_base), name, "config model",
+            f"{type(cfg).__name__} must subclass {config_base.__module__}.{config_base.__qualname__}{why}")
+    require(round_trip(cfg, name, "the config") == cfg, name, "pickling", "the config changes through pickle")
+    return cls
+
+
 def work_dir(workdir: Optional[Path], prefix: str) -> Path:
     d = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix=f"elt-check-{prefix}-"))
     d.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 from ase import Atoms
 
-from elt.testing._checks import Report, fully_periodic, require, require_close, round_trip, section, work_dir
+from elt.testing._checks import Report, fully_periodic, plugin_class, require, require_close, round_trip, section, work_dir
 
 
 def check_explorer(config: Any, potential, starts: Sequence[Atoms], *, stage: Any = None, levels=None,
@@ -31,19 +31,13 @@ def check_explorer(config: Any, potential, starts: Sequence[Atoms], *, stage: An
     (:func:`elt.sampling.walker_output.finish_walker`); the same seeds give the same records
     (positions within ``position_tol`` Å), and a walker run alone gives the record it gets among
     the others. Returns a :class:`Report` (``data["records"]``)."""
-    from elt import registry
     from elt.config.base import PluginConfig
     from elt.sampling.explorer import Explorer
 
     cfg = section("explorer", config)
     name = f"explorer {cfg.kind!r}"
     report = Report(name)
-    cls = registry.get("explorer", cfg.kind)
-    require(isinstance(cls, type) and issubclass(cls, Explorer), name, "registry",
-            f"registry.get('explorer', {cfg.kind!r}) is {cls!r}, not a subclass of elt.sampling.explorer.Explorer")
-    require(isinstance(cfg, PluginConfig), name, "config model", f"{type(cfg).__name__} must subclass "
-                                                                  "elt.config.base.PluginConfig")
-    require(round_trip(cfg, name, "the config") == cfg, name, "pickling", "the config changes through pickle")
+    cls = plugin_class("explorer", cfg, Explorer, PluginConfig, name)
     round_trip(cls(cfg), name, "the explorer")
     report.ok("registry, config model, pickling")
     stage, levels = _stage(stage, cfg), _levels(levels)

@@ -8,8 +8,8 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 from ase import Atoms
 
-from elt.testing._checks import (Report, coincident, fd_force, fd_stress, fully_periodic, probe_atoms, require,
-                                 require_close, round_trip, section, work_dir)
+from elt.testing._checks import (Report, coincident, fd_force, fd_stress, fully_periodic, plugin_class, probe_atoms,
+                                 require, require_close, round_trip, section, work_dir)
 
 
 def check_labeler(config: Any, frames: Sequence[Atoms], *, bad_frame: Union[str, Atoms, None] = "coincident",
@@ -38,22 +38,16 @@ def check_labeler(config: Any, frames: Sequence[Atoms], *, bad_frame: Union[str,
     with atom 1 on atom 0; an Atoms; None to skip) is recorded as a failure with a reason, not
     raised (``expect_physics``: True or False to require that class). Returns a :class:`Report`
     (``data["labels"]``: the Labels of each frame)."""
-    from elt import registry
     from elt.config.label import LabelBase
     from elt.labeling.base import ExecSettings, Labeler
 
     cfg = section("label", config)
     name = f"labeler {cfg.kind!r}"
     report = Report(name)
-    cls = registry.get("labeler", cfg.kind)
-    require(isinstance(cls, type) and issubclass(cls, Labeler), name, "registry",
-            f"registry.get('labeler', {cfg.kind!r}) is {cls!r}, not a subclass of elt.labeling.base.Labeler")
-    require(isinstance(cfg, LabelBase), name, "config model",
-            f"{type(cfg).__name__} must subclass elt.config.label.LabelBase (the engine reads its retries and "
-            "max_failed_fraction)")
+    cls = plugin_class("labeler", cfg, Labeler, LabelBase, name,
+                       " (the engine reads its retries and max_failed_fraction)")
     exec_settings = exec_settings or ExecSettings(threads=1)
     labeler = cls(cfg, exec_settings)
-    require(round_trip(cfg, name, "the config") == cfg, name, "pickling", "the config changes through pickle")
     require(round_trip(labeler, name, "the labeler").config == cfg, name, "pickling", "the labeler's config changes through pickle")
     report.ok("registry, config model, pickling")
     _check_ready(labeler, frames, name)

@@ -9,7 +9,6 @@ from typing import Literal
 import numpy as np
 import pytest
 from ase.build import bulk
-from conftest import TINY_DEEPMD
 
 from elt import registry
 from elt.config.base import PluginConfig

@@ -4,7 +4,7 @@ more entry of CASES (its kind, its train section without kind, and frames it can
 from __future__ import annotations
 
 import pytest
-from conftest import TINY_DEEPMD
+from conformance_helpers import TINY_DEEPMD
 
 from elt.testing import check_potential
 
