@@ -87,7 +87,8 @@ class AseLabel(LabelBase):
     task: xTB through tblite, ORCA, VASP, Quantum ESPRESSO, a machine-learned potential ... Energies
     in eV, forces in eV/Å, stress in eV/Å³ (ASE's units). Calculators that write files run in the
     frame's task folder (their ``directory``); the cluster profile's ``label_threads`` sets
-    OMP_NUM_THREADS of the calculation."""
+    OMP_NUM_THREADS while the calculator runs (read by the programs it starts; a library already
+    loaded in the worker keeps the threads it started with, unless threadpoolctl is installed)."""
 
     kind: Literal["ase"] = Field(description="An ASE calculator by import path.")
     calculator: str = Field(description="Import path of the calculator class (or of a function returning a "

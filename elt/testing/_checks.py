@@ -13,6 +13,8 @@ import numpy as np
 from ase import Atoms
 from pydantic import BaseModel
 
+from elt.potentials.base import fully_periodic  # noqa: F401  (the rule of which frames have a stress)
+
 # where each plugin kind's section lives in a workflow: (put it there, take it out)
 _SECTIONS = {
     "train": (lambda v: {"train": v}, lambda wf: wf.train),
@@ -97,10 +99,6 @@ def round_trip(obj: Any, plugin: str, what: str) -> Any:
     except Exception as e:
         raise fail(plugin, "pickling", f"{what} does not survive pickle (Dask sends it to workers that "
                                        f"way): {type(e).__name__}: {e}") from None
-
-
-def fully_periodic(atoms: Atoms) -> bool:
-    return bool(np.asarray(atoms.pbc).all()) and atoms.cell.rank == 3
 
 
 def displaced(atoms: Atoms, atom: int, direction: np.ndarray, s: float) -> Atoms:

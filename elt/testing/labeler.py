@@ -63,7 +63,9 @@ def check_labeler(config: Any, frames: Sequence[Atoms], *, bad_frame: Union[str,
     _engine_task(cfg, frames[0], labels[0], exec_settings, workdir / "task_ok", name)
     report.ok("label task")
     if bad_frame is not None:
-        bad = coincident(frames[0]) if isinstance(bad_frame, str) else bad_frame
+        bad = coincident(frames[0]) if bad_frame == "coincident" else bad_frame
+        if not isinstance(bad, Atoms):
+            raise TypeError(f"bad_frame must be 'coincident', an ase.Atoms or None, got {bad_frame!r}")
         _failure_recorded(cfg, bad, exec_settings, workdir / "task_bad", name, expect_physics)
         report.ok("failure recorded")
     return report
@@ -78,7 +80,7 @@ def _check_ready(labeler, frames: Sequence[Atoms], name: str) -> None:
     require(not problems, name, "check()", f"check({elements}) complains about the test frames: {problems}")
 
 
-def _computed(labeler, atoms: Atoms, workdir: Path, name: str, newton_tol: float, energy_range) :
+def _computed(labeler, atoms: Atoms, workdir: Path, name: str, newton_tol: float, energy_range):
     """One frame's labels, checked against the Labels contract."""
     from elt.labeling.base import Labels
 
