@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from elt.dispatch.base import Cluster
+from elt.dispatch.dask_adapter import SpecClusterAdapter
 from elt.dispatch.slurm_pools import PoolScaler, pool_resource
 from elt.errors import ConfigError, DispatchError
 from elt.records import ExecSettings
@@ -189,7 +190,7 @@ class SlurmDaskCluster(Cluster):
                                 hint="check `interface` (see `ip addr`) and scheduler_options (port in use?)") from e
         try:
             # a task on more than max_task_attempts dying workers is marked failed (KilledWorker)
-            self.cluster.scheduler.allowed_failures = p.max_task_attempts - 1
+            SpecClusterAdapter(self.cluster).set_allowed_failures(p.max_task_attempts - 1)
             self.scaler = PoolScaler(self.cluster, p, specs, log_dir)
             self.cluster.sync(self.scaler.start)
             self.client = Client(self.cluster)
@@ -260,7 +261,7 @@ class SlurmDaskCluster(Cluster):
 
     @property
     def scheduler_address(self) -> Optional[str]:
-        return self.cluster.scheduler.address if self.cluster is not None else None
+        return SpecClusterAdapter(self.cluster).address if self.cluster is not None else None
 
     def describe(self) -> str:
         parts = []

@@ -23,7 +23,7 @@ from elt.config.cluster import load_profile
 from elt.data.frames import (FRAME_ID, PICK, atomic_write_bytes, ITERATION, SOURCE, STEP, chemical_elements, frame_hash,
                              read_frames, write_frames)
 from elt.data.io import read_initial_data
-from elt.data.layout import RunLayout
+from elt.data.layout import RunLayout, recorded_origin
 from elt.data.structures import perturbed_copies, start_structures
 from elt.dispatch.base import open_cluster
 from elt.engine import tasks
@@ -172,7 +172,7 @@ class Campaign:
             with open_cluster(self.profile, self.run_dir) as cluster:
                 self.reporter.message(f"cluster: {cluster.describe()}")
                 self.runner = TaskRunner(state, cluster, self.reporter)
-                return _Run(self, state, cluster, self.runner).loop(records)
+                return _Run(self, state, cluster, self.runner, records).loop(records)
 
 
 @dataclass
@@ -199,8 +199,11 @@ class _Run:
     """One ``elt run`` of a campaign: the state, the cluster, the task runner and the data set,
     all given up front; the loop, its phases and the iteration record."""
 
-    def __init__(self, camp: Campaign, state: RunState, cluster, runner: TaskRunner):
-        self.wf, self.layout, self.reporter = camp.wf, camp.layout, camp.reporter
+    def __init__(self, camp: Campaign, state: RunState, cluster, runner: TaskRunner, records: list[dict]):
+        self.wf, self.reporter = camp.wf, camp.reporter
+        # paths are recorded (and task ids derived) as they were where the run was made; a moved or
+        # copied run reads its files here (RunLayout.here) and derives the same ids (as_recorded)
+        self.layout = RunLayout(camp.run_dir, recorded_origin(records, state.tasks()))
         self.structures, self.imported, self.elements = camp.structures, camp.imported, camp.elements
         self.label_cfg, self.profile = camp.label_cfg, camp.profile
         self.run_dir = camp.run_dir
@@ -295,7 +298,7 @@ class _Run:
             init_path = init[m] if (init and wf.train.warm_start) else None
             tid = content_id("train", wf.train, self.elements, dhash, m, wf.seed, init_path)
             job = tasks.TrainJob(list(self.data.files), wf.train, self.elements, m, derive_seed(wf.seed, "train", it, m),
-                                 init_path)
+                                 str(self.layout.here(init_path)) if init_path else None)
             specs.append(TaskSpec(tid, "train", it, tasks.train_task, self._task_dir(it, "train", f"member{m}", tid),
                                   job, f"member {m}"))
         outs = self.runner.run(specs, phase)
@@ -305,7 +308,8 @@ class _Run:
             raise CalculationError(f"training {o.spec.name} of iteration {it} failed: {(o.result or {}).get('message') or o.error}",
                                    hint=f"see {o.spec.task_dir}; rerun `elt run` to retry (finished members are kept)")
         done = [TrainResult.model_validate(o.result) for o in outs]
-        return [r.checkpoint for r in done], _mean_metrics([r.metrics for r in done])
+        members = [self.layout.as_recorded(self.layout.here(r.checkpoint)) for r in done]
+        return members, _mean_metrics([r.metrics for r in done])
 
     def _walkers(self, it: int, stage_index: int) -> list[tuple[WalkerSpec, object]]:
         wf = self.wf
@@ -326,7 +330,7 @@ class _Run:
         walkers = self._walkers(it, stage_index)
 
         def job(ws, starts):
-            return tasks.ExploreJob(ws, starts, members, wf.train.kind, st, sel, wf.explore.threads)
+            return self._explore_job(ws, starts, members, st, sel)
 
         if not getattr(registry.get("explorer", st.explorer.kind), "batched", False):
             return [TaskSpec(tid, "explore", it, tasks.explore_task, self._task_dir(it, "explore", w.id, tid),
@@ -345,6 +349,22 @@ class _Run:
                                   self._task_dir(it, "explore", f"batch{k}", tid), job(ws, starts), f"batch{k}"))
         return specs
 
+    def _explore_job(self, walkers: list, starts: list, members: list[str], stage, sel) -> tasks.ExploreJob:
+        """The job of walkers driven by ``members`` (as recorded; the job opens them here)."""
+        return tasks.ExploreJob(walkers, starts, [str(self.layout.here(m)) for m in members], self.wf.train.kind,
+                                stage, sel, self.wf.explore.threads)
+
+    def _walk(self, o: Outcome) -> Walk:
+        """A walker's outcome with its result's files found here."""
+        w = Walk.of(o)
+        if w.result is not None:
+            here = self.layout.here
+            w.result = w.result.model_copy(update={
+                "candidates_file": str(here(w.result.candidates_file)),
+                "model_devi_file": str(here(w.result.model_devi_file)),
+                "features_file": str(here(w.result.features_file)) if w.result.features_file else None})
+        return w
+
     def _explore(self, it: int, stage_index: int, members: list[str], sel: SelectionLevels,
                  follow=None) -> tuple[list[Walk], list[Outcome]]:
         """The iteration's walkers (in walker order) and the outcomes of the tasks ``follow`` added
@@ -354,9 +374,9 @@ class _Run:
         phase = f"iteration {it}: explore (stage {st.name or stage_index})" + (" + label" if follow else "")
         if follow is not None:
             inner = follow
-            follow = lambda o: [s for w in _per_walker(o) for s in inner(Walk.of(w))]  # noqa: E731
+            follow = lambda o: [s for w in _per_walker(o) for s in inner(self._walk(w))]  # noqa: E731
         outs = self.runner.run(specs, phase, follow)
-        walks = [Walk.of(w) for o in outs if o.spec.kind == "explore" for w in _per_walker(o)]
+        walks = [self._walk(w) for o in outs if o.spec.kind == "explore" for w in _per_walker(o)]
         return walks, [o for o in outs if o.spec.kind != "explore"]
 
     def _pool_features(self, walks: list[Walk], pool: list[Pick]) -> np.ndarray:
@@ -382,12 +402,11 @@ class _Run:
                          a.info.get(FRAME_ID) or frame_hash(a))
                 for a, tid in zip(frames, self._label_ids(frames))]
 
-    @staticmethod
-    def _label_results(outs: list[Outcome]) -> tuple[list, list[dict]]:
+    def _label_results(self, outs: list[Outcome]) -> tuple[list, list[dict]]:
         labeled, failed = [], []
         for o in outs:
             if o.status == "done":
-                labeled.append(tasks.load_labeled(o.result))
+                labeled.append(tasks.load_labeled({"file": str(self.layout.here(o.result["file"]))}))
             else:
                 r = o.result or {}
                 failed.append({"task": o.spec.id, "frame_id": o.spec.name, "reason": r.get("reason", "error"),
@@ -449,7 +468,8 @@ class _Run:
         test = self._evaluate(pos.iteration, final, promised) if wf.evaluate.frames else None
         if test is not None:
             self.state.set_meta("test", json.dumps(test))
-        return RunSummary(str(self.run_dir), pos.done, pos.iteration, self.data.size, final, metrics, test,
+        return RunSummary(str(self.run_dir), pos.done, pos.iteration, self.data.size,
+                          [str(self.layout.here(m)) for m in final], metrics, test,
                           self.runner.dispatched)
 
     def _publish_model(self, members: list[str]) -> list[str]:
@@ -457,8 +477,8 @@ class _Run:
         out = []
         for i, m in enumerate(members):
             dst = self.layout.model_member(i)
-            atomic_write_bytes(dst, Path(m).read_bytes())
-            out.append(str(dst))
+            atomic_write_bytes(dst, self.layout.here(m).read_bytes())
+            out.append(self.layout.as_recorded(dst))
         return out
 
     def _frames_of(self, walks: list[Walk], picks: list[Pick]) -> list:
@@ -572,17 +592,17 @@ class _Run:
         sel = SelectionLevels(lo=0.0, hi=float("inf"), strategy="random")
         a = self.structures[0]
         tid = content_id("evaluate", test_stage, members, frame_hash(a), walker)
-        job = tasks.ExploreJob([walker], [a], members, wf.train.kind, test_stage, sel, wf.explore.threads)
+        job = self._explore_job([walker], [a], members, test_stage, sel)
         [o] = self.runner.run([TaskSpec(tid, "explore", it, tasks.explore_task,
                                         self._task_dir(it, "evaluate", "md", tid), job, "test")], "final test: MD")
-        w = Walk.of(o)
+        w = self._walk(o)
         if w.result is None:
             return {"error": w.error}
         frames = fresh_test_frames(read_frames(Path(w.result.candidates_file)), self.data.known, ev.frames)
         labeled, failed = self._label(frames, it, "final test: label")
         if not labeled:
             return {"error": "every test label failed", "failures": failed}
-        pot = registry.get("potential", wf.train.kind).load_ensemble([Path(m) for m in members])
+        pot = registry.get("potential", wf.train.kind).load_ensemble([self.layout.here(m) for m in members])
         out = {**ensemble_errors(pot, labeled), "temperature": T, "labels_failed": len(failed)}
         if promised is not None:
             out["promised_max_force_error"] = promised
