@@ -24,6 +24,7 @@ _CONFIGS: dict[str, dict[str, Any]] = {}
 _BUILTIN_MODULES = {
     "labeler": {
         "emt": "elt.labeling.emt",
+        "ase": "elt.labeling.ase_calculator",
         "pyscf": "elt.labeling.pyscf",
         "cp2k": "elt.labeling.cp2k",
     },
@@ -38,8 +39,10 @@ _BUILTIN_MODULES = {
 # config models of the built-ins: light modules (no torch, pyscf or dask), so validation is instant
 _BUILTIN_CONFIGS = {
     "explorer": {"ase": "elt.config.sampling:AseExplorer", "batched": "elt.config.sampling:BatchedExplorer"},
-    "labeler": {"emt": "elt.config.label:EMTLabel", "pyscf": "elt.config.label:PySCFLabel",
+    "labeler": {"emt": "elt.config.label:EMTLabel", "ase": "elt.config.label:AseLabel", "pyscf": "elt.config.label:PySCFLabel",
                 "cp2k": "elt.config.label:CP2KLabel"},
+    "cluster": {"local": "elt.config.cluster:LocalProfile", "slurm": "elt.config.cluster:SlurmProfile",
+                "address": "elt.config.cluster:AddressProfile"},
 }
 _entry_points_loaded = False
 _broken: dict[str, str] = {}  # entry point name -> its import error

@@ -1,7 +1,7 @@
 """Pydantic models of workflow.yaml and cluster profiles. Imports no torch, pyscf or dask."""
 
 from elt.config.cluster import AddressProfile, LocalProfile, SlurmPool, SlurmProfile, load_profile, parse_profile
-from elt.config.label import CP2KLabel, EMTLabel, PySCFLabel
+from elt.config.label import AseLabel, CP2KLabel, EMTLabel, PySCFLabel
 from elt.config.train import DeepPotModel, TrainConfig
 from elt.config.workflow import (
     ConvergeConfig, ExploreConfig, SelectConfig, StageConfig, SystemConfig, Workflow,
@@ -10,7 +10,7 @@ from elt.config.workflow import (
 
 __all__ = [
     "AddressProfile", "LocalProfile", "SlurmPool", "SlurmProfile", "load_profile", "parse_profile",
-    "CP2KLabel", "EMTLabel", "PySCFLabel", "DeepPotModel", "TrainConfig", "ConvergeConfig",
+    "AseLabel", "CP2KLabel", "EMTLabel", "PySCFLabel", "DeepPotModel", "TrainConfig", "ConvergeConfig",
     "ExploreConfig", "SelectConfig", "StageConfig", "SystemConfig", "Workflow", "load_workflow",
     "parse_workflow",
 ]

@@ -96,7 +96,7 @@ def plugin_section(group: str, default_kind: str | None = None):
         try:
             model = registry.config_model(group, kind)
         except ConfigError as e:
-            raise ValueError(f"{e.message}; {e.hint}" + "".join(f"; {p}" for p in e.problems)) from None
+            raise ValueError("; ".join([e.message, *e.problems, e.hint])) from None
         try:
             return model.model_validate({**value, "kind": kind})
         except ValidationError as e:  # re-raised under the kind, as a discriminated union reports it

@@ -1,29 +1,38 @@
-"""Cluster profiles: where and how tasks run (never what). Kept apart from workflow.yaml."""
+"""Cluster profiles: where and how tasks run (never what). Kept apart from workflow.yaml.
+
+A profile's ``kind`` names a cluster plugin in :mod:`elt.registry` (group ``cluster``): the
+built-ins local, slurm and address, or an installed plugin's, whose config model subclasses
+:class:`ClusterBase` (or :class:`LabelExec`, for its label-task settings)."""
 
 from __future__ import annotations
 
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Any, Literal, Optional
 
 import yaml
 from pydantic import Field, TypeAdapter, ValidationError, field_validator, model_validator
 
-from elt.config.base import Strict, format_validation_error
+from elt.config.base import PluginConfig, Strict, format_validation_error, plugin_section
 from elt.errors import ConfigError
 from elt.records import ExecSettings
 
 TASK_KINDS = ("train", "explore", "label")
 
 
-class TaskSizes(Strict):
-    """How work is cut into tasks on this cluster (one definition for every profile)."""
+class ClusterBase(PluginConfig):
+    """Base of every cluster profile (built-in or a plugin's): ``kind`` names the cluster plugin;
+    how work is cut into tasks on this cluster (one definition for every profile)."""
 
     walkers_per_task: Optional[int] = Field(None, ge=1, description="Most walkers one exploration task runs when the stage's explorer batches walkers (explorer.kind: batched); null: as many as spread the walkers evenly over the workers.")
 
+    def exec_settings(self) -> ExecSettings:
+        """Where-and-how settings of label tasks on this cluster (threads, launcher, command)."""
+        return ExecSettings()
 
-class LabelExec(TaskSizes):
+
+class LabelExec(ClusterBase):
     """How label tasks start the reference code on this cluster (one definition for every profile)."""
 
     label_threads: int = Field(1, ge=1, description="OMP threads a DFT label task may use.")
@@ -166,7 +175,7 @@ class SlurmPool(Strict):
         return life, margin // 2
 
 
-class SlurmProfile(TaskSizes):
+class SlurmProfile(ClusterBase):
     """SLURM through dask-jobqueue: one Dask scheduler in the driver, worker jobs in pools.
 
     Every task kind (train, explore, label) belongs to exactly one pool, so DFT jobs stay off
@@ -231,7 +240,7 @@ class AddressProfile(LabelExec):
     address: str = Field(description="Scheduler address, e.g. tcp://10.0.0.5:8786")
 
 
-ClusterProfile = Annotated[Union[LocalProfile, SlurmProfile, AddressProfile], Field(discriminator="kind")]
+ClusterProfile = plugin_section("cluster", "local")  # local, slurm, address or an installed cluster plugin
 _ADAPTER = TypeAdapter(ClusterProfile)
 
 PROFILE_DIR = Path(__file__).resolve().parents[1] / "cluster_profiles"  # package data; ./cluster_profiles links here
@@ -262,9 +271,14 @@ def parse_profile(data: dict, source: str = "cluster profile"):
     data = dict(data)
     data.setdefault("kind", "local")
     try:
-        return _ADAPTER.validate_python(data)
+        profile = _ADAPTER.validate_python(data)
     except ValidationError as e:
         raise format_validation_error(e, source) from None
+    if not isinstance(profile, ClusterBase):
+        raise ConfigError(f"{source} is not valid (1 problem):", problems=[
+            f"kind {profile.kind!r}: the cluster plugin's config model {type(profile).__name__} must subclass "
+            "elt.config.cluster.ClusterBase (or LocalProfile, LabelExec)"], hint="fix or update the cluster plugin")
+    return profile
 
 
 def load_profile(ref: str | os.PathLike | dict | None, base_dir: Path | None = None):

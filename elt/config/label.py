@@ -8,8 +8,10 @@ CP2K, so that ``elt validate`` stays instant.
 
 from __future__ import annotations
 
+import difflib
+import importlib
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Any, Callable, Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
@@ -42,9 +44,81 @@ class LabelBase(PluginConfig):
 
 
 class EMTLabel(LabelBase):
-    """ASE's EMT potential as a cheap oracle (Al, Cu, Ag, Au, Ni, Pd, Pt; H, C, N, O roughly)."""
+    """ASE's EMT potential as a cheap oracle (Al, Cu, Ag, Au, Ni, Pd, Pt; H, C, N, O roughly): the
+    ``ase`` labeler with ``calculator: ase.calculators.emt:EMT`` and no parameters."""
 
     kind: Literal["emt"] = Field("emt", description="ASE's effective medium theory: fast, for tests and demos.")
+
+
+CALCULATOR_HINT = ("write calculator: 'package.module:Name' (a class or function that returns an ASE calculator), "
+                   "e.g. 'ase.calculators.lj:LennardJones'")
+
+
+def import_object(path: str) -> Callable:
+    """The callable that ``"package.module:Name"`` (or ``"package.module.Name"``) names; a
+    ValueError that says what is wrong (module missing, no such name) and what to write."""
+    module, sep, name = path.strip().partition(":")
+    if not sep:
+        module, _, name = module.rpartition(".")
+    if not module or not name:
+        raise ValueError(f"{path!r} is not an import path; {CALCULATOR_HINT}")
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        raise ValueError(f"module {module!r} cannot be imported ({e}); install the package that provides it, "
+                         f"or {CALCULATOR_HINT}") from None
+    except Exception as e:  # the module exists but its import fails (a broken dependency)
+        raise ValueError(f"importing module {module!r} failed: {type(e).__name__}: {e}") from None
+    obj = mod
+    for part in name.split("."):
+        if not hasattr(obj, part):
+            close = difflib.get_close_matches(part, [n for n in dir(obj) if not n.startswith("_")], n=3)
+            raise ValueError(f"module {module!r} has no {name!r}; "
+                             + (f"write calculator: '{module}:{close[0]}'" if close and "." not in name
+                                else CALCULATOR_HINT))
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise ValueError(f"{path!r} is a {type(obj).__name__}, not a class or function; {CALCULATOR_HINT}")
+    return obj
+
+
+class AseLabel(LabelBase):
+    """Any ASE calculator, named by its import path and built with keyword arguments, one frame per
+    task: xTB through tblite, ORCA, VASP, Quantum ESPRESSO, a machine-learned potential ... Energies
+    in eV, forces in eV/Å, stress in eV/Å³ (ASE's units). Calculators that write files run in the
+    frame's task folder (their ``directory``); the cluster profile's ``label_threads`` sets
+    OMP_NUM_THREADS while the calculator runs (read by the programs it starts; a library already
+    loaded in the worker keeps the threads it started with, unless threadpoolctl is installed)."""
+
+    kind: Literal["ase"] = Field(description="An ASE calculator by import path.")
+    calculator: str = Field(description="Import path of the calculator class (or of a function returning a "
+                                        "calculator): 'package.module:Name', e.g. 'ase.calculators.lj:LennardJones' "
+                                        "or 'tblite.ase:TBLite'.")
+    parameters: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the calculator, in "
+                                       "its own units (e.g. {epsilon: 0.0104, sigma: 3.4} for LennardJones); not "
+                                       "'directory': each frame runs in its own task folder.")
+    energy: Literal["energy", "free_energy"] = Field(
+        "energy", description="Which energy is the label: energy, or free_energy (the force-consistent energy of "
+                              "smeared DFT, whose gradient the forces are).")
+    stress: bool = Field(True, description="Label the stress of frames periodic in all three directions, where the "
+                                           "calculator implements it.")
+
+    @field_validator("calculator")
+    @classmethod
+    def _importable(cls, v):
+        import_object(v)
+        return v.strip()
+
+    @field_validator("parameters")
+    @classmethod
+    def _no_directory(cls, v):
+        if "directory" in v:
+            raise ValueError("remove 'directory': elt runs each frame in its own task folder (label/TASK_ID/)")
+        return v
+
+    def factory(self) -> Callable:
+        """The calculator class (or function) :attr:`calculator` names."""
+        return import_object(self.calculator)
 
 
 class PySCFLabel(LabelBase):
@@ -163,4 +237,4 @@ class CP2KLabel(LabelBase):
         return v
 
 
-LabelConfig = EMTLabel | PySCFLabel | CP2KLabel
+LabelConfig = EMTLabel | AseLabel | PySCFLabel | CP2KLabel

@@ -18,22 +18,12 @@ class LocalDaskCluster(Cluster):
     def start(self):
         from distributed import Client, LocalCluster
 
-        p = self.profile
         # worker processes ignore Ctrl-C: the driver alone stops the run cleanly, and a terminal's
         # SIGINT to the whole process group must not make every worker print a traceback
         # (an ignored signal stays ignored in the processes started from here)
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if _main_thread() else None
         try:
-            self.cluster = LocalCluster(
-                n_workers=p.workers(),
-                threads_per_worker=p.threads_per_worker,
-                processes=True,
-                memory_limit=p.memory_limit,
-                dashboard_address=":0",
-                # workers log nothing below CRITICAL: task errors reach the driver through their
-                # futures, and shutdown chatter (heartbeats to a closing scheduler) is not the user's
-                silence_logs=logging.CRITICAL,
-            )
+            self.cluster = LocalCluster(**self.cluster_options())
             self.client = Client(self.cluster)
         except Exception as e:  # pragma: no cover - environment specific
             raise DispatchError(f"could not start a local Dask cluster: {e}",
@@ -42,6 +32,21 @@ class LocalDaskCluster(Cluster):
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)
         return self.client
+
+    def cluster_options(self) -> dict:
+        """Keyword arguments of ``distributed.LocalCluster`` (a plugin's subclass may add some,
+        e.g. ``env`` for the worker processes)."""
+        p = self.profile
+        return dict(
+            n_workers=p.workers(),
+            threads_per_worker=p.threads_per_worker,
+            processes=True,
+            memory_limit=p.memory_limit,
+            dashboard_address=":0",
+            # workers log nothing below CRITICAL: task errors reach the driver through their
+            # futures, and shutdown chatter (heartbeats to a closing scheduler) is not the user's
+            silence_logs=logging.CRITICAL,
+        )
 
     def close(self):
         # workers first, then the client, then the scheduler: a worker never heartbeats to a

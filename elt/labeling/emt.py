@@ -1,32 +1,27 @@
-"""ASE's EMT as a labeler: instant, deterministic; the oracle for tests and demos."""
+"""ASE's EMT as a labeler: instant, deterministic; the oracle for tests and demos. An instance of
+the ``ase`` labeler (:mod:`elt.labeling.ase_calculator`) with the calculator fixed."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 from ase import Atoms
 
-from elt.errors import CalculationError
-from elt.labeling.base import Labeler, Labels
+from elt.config.label import AseLabel
+from elt.labeling.ase_calculator import AseLabeler
 from elt.registry import register
 
 EMT_ELEMENTS = {"Al", "Cu", "Ag", "Au", "Ni", "Pd", "Pt", "H", "C", "N", "O"}
+EMT_CALCULATOR = AseLabel(kind="ase", calculator="ase.calculators.emt:EMT")
 
 
 @register("labeler", "emt")
-class EMTLabeler(Labeler):
-    def compute(self, atoms: Atoms, workdir: Path) -> Labels:
-        from ase.calculators.emt import EMT
+class EMTLabeler(AseLabeler):
+    """The ``ase`` labeler with ASE's EMT (config :class:`elt.config.label.EMTLabel`: no settings
+    but the failure policy)."""
 
-        a = atoms.copy()
-        a.calc = EMT()
-        energy = a.get_potential_energy()
-        forces = a.get_forces()
-        stress = a.get_stress() if (a.pbc.all() and a.cell.rank == 3) else None
-        if not np.isfinite(energy) or not np.all(np.isfinite(forces)):
-            raise CalculationError("EMT returned a non-finite energy or force", reason="non_finite", physics=True)
-        return Labels(float(energy), forces, stress)
+    @property
+    def calculator_config(self) -> AseLabel:
+        return EMT_CALCULATOR
 
     def check(self, elements, periodic=None):
         bad = sorted(set(elements) - EMT_ELEMENTS)

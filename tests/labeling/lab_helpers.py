@@ -38,3 +38,20 @@ def si2_frame() -> Atoms:
     a = bulk("Si", "diamond", a=5.43)
     a.positions[0] += [0.08, -0.05, 0.03]
     return a
+
+
+class NonConvergingSCF:
+    """An ASE calculator whose SCF never converges: it raises ASE's SCFError, as ASE's DFT
+    calculators do (a stand-in: no real code here fails its SCF on demand and cheaply)."""
+
+    @staticmethod
+    def make(**kwargs):
+        from ase.calculators.calculator import Calculator, SCFError
+
+        class _Calc(Calculator):
+            implemented_properties = ["energy", "forces"]
+
+            def calculate(self, atoms=None, properties=("energy",), system_changes=()):
+                raise SCFError("SCF did not converge in 3 cycles")
+
+        return _Calc(**kwargs)

@@ -7,6 +7,7 @@ each) plus a few runs that stop after one SCF step or at input parsing."""
 from __future__ import annotations
 
 import os
+import re
 from contextlib import contextmanager
 
 import numpy as np
@@ -57,24 +58,22 @@ def _env(**kw):
 
 @pytest.fixture(scope="module")
 def ase_reference(tmp_path_factory):
-    """ASE's CP2K calculator on periodic H2: its energy, forces, stress and the input it wrote."""
+    """ASE's CP2K calculator on periodic H2, run by ``label.kind: ase`` in its task folder with the
+    profile's thread count: its energy, forces, stress and the input it wrote there."""
     if CP2K_BINARY is None:
         pytest.skip(NO_CP2K)
-    from ase.calculators.cp2k import CP2K
+    from elt.config.label import AseLabel
+    from elt.labeling.ase_calculator import AseLabeler
 
     d = tmp_path_factory.mktemp("ase_cp2k")
-    atoms = h2_box()
-    with _env(OMP_NUM_THREADS="1"):
-        calc = CP2K(command="cp2k.psmp --shell", label=str(d / "ase"), xc="PBE", basis_set="DZVP-MOLOPT-SR-GTH",
-                    pseudo_potential="GTH-PBE", potential_file="GTH_POTENTIALS", cutoff=250 * Rydberg,
-                    max_scf=50, stress_tensor=True, inp=ASE_EXTRA)
-        try:
-            atoms.calc = calc
-            ref = {"energy": atoms.get_potential_energy(), "forces": atoms.get_forces(), "stress": atoms.get_stress()}
-        finally:
-            calc.close()
-    ref["input"] = d / "ase.inp"
-    assert ref["input"].is_file()
+    cfg = AseLabel(kind="ase", calculator="ase.calculators.cp2k:CP2K", parameters=dict(
+        command="cp2k.psmp --shell", label="ase", xc="PBE", basis_set="DZVP-MOLOPT-SR-GTH",
+        pseudo_potential="GTH-PBE", potential_file="GTH_POTENTIALS", cutoff=250 * Rydberg, max_scf=50,
+        stress_tensor=True, inp=ASE_EXTRA))
+    labels = AseLabeler(cfg, ExecSettings(threads=2)).compute(h2_box(), d)
+    ref = {"energy": labels.energy, "forces": labels.forces, "stress": labels.stress, "input": d / "ase.inp"}
+    assert ref["input"].is_file() and (d / "ase.out").is_file()  # ASE's files in the frame's folder
+    assert re.search(r"Number of threads for this process\s+2\b", (d / "ase.out").read_text())
     return ref
 
 
