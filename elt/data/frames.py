@@ -38,6 +38,20 @@ def frame_hash(atoms: Atoms, decimals: int = 6) -> str:
     return h.hexdigest()[:20]
 
 
+def fully_periodic(atoms: Atoms) -> bool:
+    """What "periodic" means in elt: periodic in all three directions with a full-rank cell (the
+    only frames with a stress, a barostat, a periodic DFT cell). Neighbour lists follow
+    ``atoms.pbc`` direction by direction."""
+    return bool(np.asarray(atoms.pbc).all()) and atoms.cell.rank == 3
+
+
+def voigt(stress: np.ndarray) -> np.ndarray:
+    """A 3x3 stress in ASE's Voigt order (xx, yy, zz, yz, xz, xy), symmetrised (ASE's helper)."""
+    from ase.stress import full_3x3_to_voigt_6_stress
+
+    return full_3x3_to_voigt_6_stress(np.asarray(stress, dtype=np.float64))
+
+
 def attach_labels(atoms: Atoms, energy: float, forces: np.ndarray, stress: Optional[np.ndarray] = None) -> Atoms:
     """A copy of ``atoms`` carrying the labels (eV, eV/Å, eV/Å³ Voigt or 3x3)."""
     out = atoms.copy()
@@ -46,7 +60,7 @@ def attach_labels(atoms: Atoms, energy: float, forces: np.ndarray, stress: Optio
     if stress is not None:
         s = np.asarray(stress, dtype=np.float64)
         if s.shape == (3, 3):
-            s = np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]])
+            s = voigt(s)
         kwargs["stress"] = s
     out.calc = SinglePointCalculator(out, **kwargs)
     return out

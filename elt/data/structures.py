@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 
+from elt.data.frames import fully_periodic
 from elt.errors import ConfigError, SetupError
 
 
@@ -107,7 +108,7 @@ def perturbed_copies(structures: list[Atoms], n: int, sigma: float, strain: floa
     out = []
     for i in range(n):
         a = structures[i % len(structures)].copy()
-        if a.pbc.all() and a.cell.rank == 3 and strain > 0:
+        if fully_periodic(a) and strain > 0:
             e = rng.uniform(-strain, strain, (3, 3))
             e = 0.5 * (e + e.T)
             a.set_cell(a.cell.array @ (np.eye(3) + e), scale_atoms=True)

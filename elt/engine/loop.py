@@ -21,7 +21,7 @@ import numpy as np
 from elt import registry
 from elt.config.cluster import load_profile
 from elt.data.frames import (FRAME_ID, PICK, atomic_write_bytes, ITERATION, SOURCE, STEP, chemical_elements, frame_hash,
-                             read_frames, write_frames)
+                             fully_periodic, read_frames, write_frames)
 from elt.data.io import read_initial_data
 from elt.data.layout import RunLayout, recorded_origin
 from elt.data.structures import perturbed_copies, start_structures
@@ -136,7 +136,7 @@ class Campaign:
         an unknown potential, metadynamics atoms outside the start structures."""
         wf = self.wf
         label_exec = open_cluster(self.profile, self.run_dir).exec_settings("label")
-        kinds = {bool(a.pbc.all()) for a in self.structures}
+        kinds = {fully_periodic(a) for a in self.structures}
         periodic = kinds.pop() if len(kinds) == 1 else None
         labeler_cls = registry.get("labeler", wf.label.kind)
         problems = labeler_cls(self.label_cfg, label_exec).check(self.elements, periodic)

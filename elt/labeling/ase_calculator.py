@@ -19,6 +19,7 @@ from typing import Optional
 import numpy as np
 from ase import Atoms
 
+from elt.data.frames import fully_periodic
 from elt.errors import CalculationError
 from elt.labeling.base import Labeler, Labels
 from elt.registry import register
@@ -42,10 +43,6 @@ def omp_threads(n: int):
             os.environ.pop("OMP_NUM_THREADS", None)
         else:
             os.environ["OMP_NUM_THREADS"] = old
-
-
-def _fully_periodic(atoms: Atoms) -> bool:
-    return bool(np.asarray(atoms.pbc).all()) and atoms.cell.rank == 3
 
 
 def _takes_directory(factory) -> bool:
@@ -97,7 +94,7 @@ class AseLabeler(Labeler):
         return calc
 
     def wants_stress(self, atoms: Atoms, calc) -> bool:
-        return (self.calculator_config.stress and _fully_periodic(atoms)
+        return (self.calculator_config.stress and fully_periodic(atoms)
                 and "stress" in getattr(calc, "implemented_properties", ("stress",)))
 
     def compute(self, atoms: Atoms, workdir: Path) -> Labels:

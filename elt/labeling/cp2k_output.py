@@ -10,6 +10,7 @@ from typing import Optional
 
 import numpy as np
 
+from elt.data.frames import voigt
 from elt.units import (GPA_TO_EV_PER_ANGSTROM3, HARTREE_PER_BOHR3_TO_EV_PER_ANGSTROM3,
                        hartree_per_bohr_to_ev_per_angstrom, hartree_to_ev)
 
@@ -136,5 +137,4 @@ def _stress(text: str) -> Optional[np.ndarray]:
     if set(rows) != {"x", "y", "z"}:
         raise OutputError("stress tensor block is incomplete")
     s = np.array([rows["x"], rows["y"], rows["z"]]) * _STRESS_UNITS[unit]
-    s = -0.5 * (s + s.T)  # ASE sign: CP2K prints the pressure-positive tensor
-    return np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]])
+    return voigt(-s)  # ASE sign: CP2K prints the pressure-positive tensor

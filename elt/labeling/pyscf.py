@@ -28,6 +28,7 @@ from typing import Optional
 import numpy as np
 from ase import Atoms
 
+from elt.data.frames import voigt
 from elt.errors import CalculationError
 from elt.labeling._geometry import check_distances, is_periodic
 from elt.labeling.base import Labeler, Labels
@@ -321,10 +322,7 @@ class PySCFLabeler(Labeler):
                 sigma = (rks_grad if cfg.method == "rks" else uks_grad).Gradients(plain).get_stress()
         except NotImplementedError as e:
             return None, f"not available: {e}"
-        s = np.asarray(sigma, dtype=float).reshape(3, 3)
-        s = 0.5 * (s + s.T)
-        voigt = np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]])
-        return voigt * HARTREE_PER_BOHR3_TO_EV_PER_ANGSTROM3, ""
+        return voigt(np.asarray(sigma, dtype=float).reshape(3, 3)) * HARTREE_PER_BOHR3_TO_EV_PER_ANGSTROM3, ""
 
 
 def _basis_known(name: str, element: str) -> bool:

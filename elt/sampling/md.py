@@ -32,6 +32,7 @@ from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 from ase.md.verlet import VelocityVerlet
 
+from elt.data.frames import fully_periodic
 from elt.data.modeldevi import ABOVE_TRUST_HI, DEVI_KEYS
 from elt.sampling.explorer import WalkerRecord  # noqa: F401  (re-exported: the interface type)
 from elt.units import GPA_TO_EV_PER_ANGSTROM3
@@ -69,7 +70,7 @@ def make_dynamics(atoms: Atoms, ensemble: str, timestep_fs: float, temperature: 
     if ensemble == "npt":
         from ase.md.nptberendsen import NPTBerendsen
 
-        if not (atoms.pbc.all() and atoms.cell.rank == 3):
+        if not fully_periodic(atoms):
             raise ValueError("npt needs a periodic cell")
         return NPTBerendsen(atoms, dt, temperature_K=temperature,
                             pressure_au=(pressure_gpa or 0.0) * GPA_TO_EV_PER_ANGSTROM3,
