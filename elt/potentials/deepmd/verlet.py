@@ -99,6 +99,13 @@ class VerletGroup:
             self._offset_cells = cells.clone()
         return pos[self.nbr] - pos.unsqueeze(1) + self._offset
 
+    def slots(self, vec: torch.Tensor, dtype: torch.dtype) -> tuple[SlotGraph, torch.Tensor]:
+        """All candidate slots, those beyond rcut included: (graph, d (N, S, 3)), for a model that
+        skips them itself (the native kernels) instead of paying for :meth:`graph`'s compaction."""
+        g = SlotGraph(self.n_frames, self.types, self.atom_frame, self.nbr, self.reverse, self.blocks,
+                      self.atoms_by_type)
+        return g, vec.to(dtype).contiguous()
+
     def graph(self, vec: torch.Tensor, dtype: torch.dtype) -> tuple[SlotGraph, torch.Tensor]:
         """The slots within rcut only, compacted per neighbour-type block: (graph, d (N, S', 3))."""
         v = vec.to(dtype)
