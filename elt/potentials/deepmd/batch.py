@@ -126,14 +126,19 @@ class DeepPotBatch(BatchEvaluator):
         self.assemblies += 1
         return lay
 
-    def evaluate(self, positions, cells, *, members="all", virial=False) -> BatchOutput:
+    def evaluate(self, positions, cells, *, members="all", virial=False, distances=None) -> BatchOutput:
         model = self.first_member() if members == "first" else self.model
-        parts = []
+        near = distances is not None and distances <= self.rcut  # the lists hold every pair within rcut
+        parts, dmin = [], []
         for gi, group in enumerate(self._groups):
             lo, hi = self.offsets[group[0]], self.offsets[group[-1] + 1]
             pos, cell = positions[lo:hi], cells[group[0]:group[-1] + 1]
             lay = self._layout(gi, pos, cell)
-            g, d = (lay.slots if self.native else lay.graph)(lay.vectors(pos, cell), self.dtype)
+            vec = lay.vectors(pos, cell)
+            if near:
+                dmin.append(lay.min_distance(vec, float(distances)))
+            g, d = (lay.slots if self.native else lay.graph)(vec, self.dtype)
             parts.append(model(g, d, forces=True, virial=virial, mean=members == "mean", native=self.native))
         f64 = lambda key, dim: torch.cat([p[key] for p in parts], dim=dim).detach().to(torch.float64)  # noqa: E731
-        return BatchOutput(f64("energy", 1), f64("forces", 1), f64("virial", 1) if virial else None)
+        return BatchOutput(f64("energy", 1), f64("forces", 1), f64("virial", 1) if virial else None,
+                           torch.cat(dmin) if near else None)
