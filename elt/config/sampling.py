@@ -29,7 +29,7 @@ class BatchedExplorer(PluginConfig):
     propagate: Literal["mean", "member0"] = Field("mean", description="What drives the MD between recorded frames: the ensemble mean (every member every step) or member 0 alone (DP-GEN/LAMMPS's way, about half the cost, less stable); recorded frames always get the full ensemble's deviations.")
     skin: float = Field(1.0, ge=0, description="Verlet-list skin (Å): pairs within rcut + skin are listed; a walker's list is rebuilt when one of its atoms moved more than skin/2.")
     device: Literal["auto", "cpu", "cuda"] = Field("cpu", description="Where the MD runs: cpu, cuda, or auto (cuda when available).")
-    compile: Literal["auto", "on", "off"] = Field("auto", description="torch.compile'd model kernels on the CPU (seconds to compile once per process): auto turns them on for long batches of at least 256 atoms.")
+    compile: Literal["auto", "on", "off"] = Field("auto", description="The potential's compiled CPU kernels (built once per machine with the system C compiler, about a second): auto and on use them wherever they can be built (faster at every batch size), off keeps the torch kernels.")
     max_atoms: int = Field(4096, ge=1, description="Most atoms (all walkers together) in one exploration task.")
     max_walkers: Optional[int] = Field(None, ge=1, description="Most walkers in one exploration task; null: the walkers are spread evenly over the workers (the cluster profile's walkers_per_task wins when set).")
 

@@ -84,7 +84,7 @@ class EnsemblePotential(ABC):
                         compile: bool = False):
         """Many systems in one call (:mod:`elt.potentials.batch`); this default evaluates them
         through :meth:`predict_many`. ``skin`` (Å) is for potentials that keep neighbour lists,
-        ``compile`` for those with compiled (torch.compile) kernels; both are hints."""
+        ``compile`` for those with compiled kernels; both are hints."""
         from elt.potentials.batch import PerFrameBatch, resolve_device
 
         return PerFrameBatch(self, systems, resolve_device(device))

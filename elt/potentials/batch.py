@@ -12,7 +12,9 @@ rows ``offsets[w]:offsets[w+1]`` of the positions. Shapes and units, k members (
 a model can get from one gradient).
 
 Virials follow the model's sign (ASE: stress = -virial / volume) and are given for every system
-when asked for (zeros for a non-periodic one). Atom counts and elements may differ between
+when asked for (zeros for a non-periodic one). ``distances=c`` asks for each system's smallest pair
+distance (W,) Å where it is below c (else inf), as :func:`elt.sampling.md.min_pair_distance` gives
+it; an evaluator that keeps no neighbour list reaching c leaves ``min_distance`` None. Atom counts and elements may differ between
 systems. :meth:`BatchEvaluator.keep` drops systems that left the batch.
 
 :class:`PerFrameBatch` works for any :class:`~elt.potentials.base.EnsemblePotential` through
@@ -50,11 +52,12 @@ class BatchOutput:
     energies: torch.Tensor                  # (k, W) eV
     forces: torch.Tensor                    # (k, N, 3) eV/Å
     virials: Optional[torch.Tensor] = None  # (k, W, 3, 3) eV
+    min_distance: Optional[torch.Tensor] = None  # (W,) Å, when asked for and known
 
     def host(self) -> "HostOutput":
         """The same as numpy arrays (float64) on the host, for per-system bookkeeping."""
         np_ = lambda x: None if x is None else x.detach().cpu().numpy()  # noqa: E731
-        return HostOutput(np_(self.energies), np_(self.forces), np_(self.virials))
+        return HostOutput(np_(self.energies), np_(self.forces), np_(self.virials), np_(self.min_distance))
 
 
 @dataclass
@@ -62,6 +65,7 @@ class HostOutput:
     energies: np.ndarray
     forces: np.ndarray
     virials: Optional[np.ndarray] = None
+    min_distance: Optional[np.ndarray] = None
 
     def deviation(self, w: int, atoms: slice, virial: bool) -> dict:
         """DP-GEN's deviations of system ``w`` (its atoms ``atoms``), virial ones when ``virial``
@@ -100,7 +104,7 @@ class BatchEvaluator:
         self._set_offsets()
 
     def evaluate(self, positions: torch.Tensor, cells: torch.Tensor, *, members: str = "all",
-                 virial: bool = False) -> BatchOutput:  # pragma: no cover - abstract
+                 virial: bool = False, distances: Optional[float] = None) -> BatchOutput:  # pragma: no cover - abstract
         raise NotImplementedError
 
 
@@ -111,7 +115,7 @@ class PerFrameBatch(BatchEvaluator):
         super().__init__(systems, device)
         self.potential = potential
 
-    def evaluate(self, positions, cells, *, members="all", virial=False) -> BatchOutput:
+    def evaluate(self, positions, cells, *, members="all", virial=False, distances=None) -> BatchOutput:
         pos = positions.detach().cpu().numpy()
         cell = cells.detach().cpu().numpy()
         frames = []

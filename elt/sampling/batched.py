@@ -24,7 +24,7 @@ start structure, atom count and elements.
   the members' energies and forces).
 - Neighbour lists: the potential's batch evaluator (:meth:`EnsemblePotential.batch_evaluator`),
   for the Deep Potential Verlet lists with ``skin`` (Å), cache-sized groups of systems per model
-  call on the CPU, and (``compile``) torch.compile'd table kernels.
+  call on the CPU, and (``compile``) its native CPU kernels (:mod:`elt.potentials.deepmd.native`).
 - Devices: ``device`` auto | cpu | cuda (the potential's evaluator resolves it); the MD
   state lives on the device, the per-walker bookkeeping (records, biases, stop checks) on the host.
 
@@ -51,8 +51,6 @@ from elt.sampling.md import PastHi, min_pair_distance
 from elt.units import GPA_TO_EV_PER_ANGSTROM3
 
 PROPAGATE = ("mean", "member0")
-COMPILE_ATOM_STEPS = 2_000_000  # compile="auto" compiles the model's kernels from this much work on
-COMPILE_MIN_ATOMS = 256  # ... and this many atoms per step (below, the compiled call's overhead wins)
 
 
 class _Walker:
@@ -81,6 +79,8 @@ class _Walker:
         self.restart: Optional[Atoms] = None  # where a restarted walker goes on from
         self.n = len(self.atoms)
         self.periodic = bool(self.atoms.pbc.any()) and self.atoms.cell.rank == 3  # as EnsembleCalculator
+        # min_pair_distance sees no periodic images unless pbc is all True: a list's distances then differ
+        self.lists_see_distances = bool(self.atoms.pbc.all()) or not bool(self.atoms.pbc.any())
 
 
 def _initial_state(walkers: list[_Walker], device: torch.device) -> MDState:
@@ -116,7 +116,8 @@ class _Batch:
     def evaluate(self, record: bool):
         members = "all" if (record or self.biased) else ("mean" if self.propagate == "mean" else "first")
         out = self.ev.evaluate(self.s.pos, self.s.cells, members=members,
-                               virial=self.npt or (record and self.periodic))
+                               virial=self.npt or (record and self.periodic),
+                               distances=self.min_distance if record else None)
         self.evaluations += 1
         f = out.forces.mean(dim=0) if self.propagate == "mean" else out.forces[0]
         if self.biased:
@@ -151,12 +152,16 @@ class _Batch:
             frame.set_momenta(mom[sl])
             dev = host.deviation(w, sl, walker.periodic)
             row = [float(dev.get(k, 0.0)) for k in DEVI_KEYS]
-            if self._append(walker, step, row, frame, float(np.mean(host.energies[:, w]))):
+            dmin = float(host.min_distance[w]) if host.min_distance is not None and walker.lists_see_distances else None
+            if self._append(walker, step, row, frame, float(np.mean(host.energies[:, w])), dmin):
                 stopped.append(w)
         return stopped
 
-    def _append(self, walker: _Walker, step: int, row: list, frame: Atoms, e_now: float) -> bool:
-        """Record a frame and apply run_walker's stop rules, in its order; True: the walker stops."""
+    def _append(self, walker: _Walker, step: int, row: list, frame: Atoms, e_now: float,
+                dmin: Optional[float] = None) -> bool:
+        """Record a frame and apply run_walker's stop rules, in its order; True: the walker stops.
+        ``dmin``: the frame's smallest pair distance below min_distance (else inf) when the evaluator
+        knew it from its neighbour lists; else it is computed here."""
         rec = walker.rec
         rec.steps.append(step)
         rec.devi.append(row)
@@ -165,7 +170,7 @@ class _Batch:
         if not (np.all(np.isfinite(frame.positions)) and np.all(np.isfinite(row))):
             rec.stop_reason = "nan"
             return True
-        if min_pair_distance(frame, self.min_distance) < self.min_distance:
+        if (min_pair_distance(frame, self.min_distance) if dmin is None else dmin) < self.min_distance:
             rec.stop_reason = "too_close"
             return True
         if (self.max_energy_jump is not None and walker.e_prev is not None
@@ -239,10 +244,10 @@ def run_batch(starts: Sequence[Atoms], walkers: Sequence[dict], potential, *, en
     in order. Arguments as :func:`~elt.sampling.md.run_walker`; see the module docstring for
     ``biases``, ``propagate``, ``skin``; ``beyond`` as in run_walker (stop, continue or restart
     at frames at or above ``stop_at``; a restarted walker goes back to its last frame below it
-    with fresh velocities from its own stream). ``compile``: compiled model kernels (True/False; ``auto``:
-    when the batch has at least :data:`COMPILE_ATOM_STEPS` atom-steps to do, so that the one-time
-    compilation, seconds to tens of seconds, pays off, and :data:`COMPILE_MIN_ATOMS` atoms). ``stats``, when given, receives counters
-    (evaluations, neighbour-list builds)."""
+    with fresh velocities from its own stream). ``compile``: the potential's compiled kernels (True or
+    ``auto``: wherever they can be built, faster at every batch size measured (``bench/bench_explore.py``),
+    built once per machine in about a second; False: the torch kernels). ``stats``, when given,
+    receives counters (evaluations, neighbour-list builds)."""
     if len(starts) != len(walkers):
         raise ValueError(f"{len(starts)} start frames for {len(walkers)} walkers")
     if propagate not in PROPAGATE:
@@ -254,10 +259,7 @@ def run_batch(starts: Sequence[Atoms], walkers: Sequence[dict], potential, *, en
     ws = [_Walker(i, a, spec, ensemble, biases[i] if biases is not None else None, PastHi(beyond, record_every))
           for i, (a, spec) in enumerate(zip(starts, walkers))]
     records = [w.rec for w in ws]
-    if compile == "auto":
-        n_atoms = sum(w.n for w in ws)
-        compile = n_atoms >= COMPILE_MIN_ATOMS and steps * n_atoms >= COMPILE_ATOM_STEPS
-    evaluator = potential.batch_evaluator([w.atoms for w in ws], device=device, skin=skin, compile=bool(compile))
+    evaluator = potential.batch_evaluator([w.atoms for w in ws], device=device, skin=skin, compile=compile is not False)
     b = _Batch(ws, evaluator, _initial_state(ws, evaluator.device), make_integrator(ensemble, timestep, friction),
                propagate, (min_distance, stop_at, max_energy_jump))
     n_total = (steps // record_every) * record_every  # as run_walker: the last record at or before steps

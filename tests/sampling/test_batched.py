@@ -275,7 +275,7 @@ def test_split_batches_fills_workers_and_respects_the_atom_budget():
 
 @pytest.mark.slow
 def test_compiled_table_kernels_give_the_eager_forces(members):
-    """torch.compile'd table kernels (compile=True): same energies, forces and records as eager."""
+    """Compiled (native) kernels (compile=True): same energies, forces and records as the torch kernels."""
     from elt.potentials.deepmd import load_ensemble
     from elt.potentials.deepmd.compress import compile_kernels
 

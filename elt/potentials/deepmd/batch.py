@@ -5,7 +5,9 @@ alone) with Verlet lists (:mod:`elt.potentials.deepmd.verlet`). On the CPU the s
 into groups of about ``group_atoms`` atoms, one model call each, so that the (k, N, S, M1)
 intermediates stay in cache (one call over thousands of atoms is up to 2x slower per atom there);
 on a GPU one group holds everything. A group's layout is rebuilt only when one of its systems'
-lists went stale or systems left the batch.
+lists went stale or systems left the batch. With ``native`` (the CPU's compiled kernels,
+:mod:`elt.potentials.deepmd.native`) the model skips the slots beyond rcut itself; the torch
+kernels get the slots within rcut compacted first.
 """
 
 from __future__ import annotations
@@ -51,8 +53,9 @@ class DeepPotBatch(BatchEvaluator):
     docstring). ``builds`` counts neighbour-list builds (one per system), ``assemblies`` group layouts."""
 
     def __init__(self, ensemble, systems, device: torch.device, skin: float = 1.0,
-                 group_atoms: Optional[int] = None):
+                 group_atoms: Optional[int] = None, native: bool = False):
         super().__init__(systems, device)
+        self.native = bool(native) and device.type == "cpu"
         if skin < 0:
             raise ValueError(f"skin must be >= 0 Å, got {skin}")
         self.model = ensemble.model if device.type == "cpu" else copy.deepcopy(ensemble.model).to(device)
@@ -123,14 +126,19 @@ class DeepPotBatch(BatchEvaluator):
         self.assemblies += 1
         return lay
 
-    def evaluate(self, positions, cells, *, members="all", virial=False) -> BatchOutput:
+    def evaluate(self, positions, cells, *, members="all", virial=False, distances=None) -> BatchOutput:
         model = self.first_member() if members == "first" else self.model
-        parts = []
+        near = distances is not None and distances <= self.rcut  # the lists hold every pair within rcut
+        parts, dmin = [], []
         for gi, group in enumerate(self._groups):
             lo, hi = self.offsets[group[0]], self.offsets[group[-1] + 1]
             pos, cell = positions[lo:hi], cells[group[0]:group[-1] + 1]
             lay = self._layout(gi, pos, cell)
-            g, d = lay.graph(lay.vectors(pos, cell), self.dtype)
-            parts.append(model(g, d, forces=True, virial=virial, mean=members == "mean"))
+            vec = lay.vectors(pos, cell)
+            if near:
+                dmin.append(lay.min_distance(vec, float(distances)))
+            g, d = (lay.slots if self.native else lay.graph)(vec, self.dtype)
+            parts.append(model(g, d, forces=True, virial=virial, mean=members == "mean", native=self.native))
         f64 = lambda key, dim: torch.cat([p[key] for p in parts], dim=dim).detach().to(torch.float64)  # noqa: E731
-        return BatchOutput(f64("energy", 1), f64("forces", 1), f64("virial", 1) if virial else None)
+        return BatchOutput(f64("energy", 1), f64("forces", 1), f64("virial", 1) if virial else None,
+                           torch.cat(dmin) if near else None)

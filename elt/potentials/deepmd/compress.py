@@ -17,61 +17,20 @@ S_MAX = 2.0       # s = 1/r below rcut_smth: the table is exact for r >= 0.5 Å
 N_BINS = 1024
 
 
-def _coefficients(s, c0, c1, c2, c3, offsets, h: float, n: int):
-    u = s / h
-    idx = u.floor().clamp(0, n - 1)
-    flat = idx.long() + offsets
-    return (u - idx).unsqueeze(-1), c0[flat], c1[flat], c2[flat], c3[flat]
-
-
-def _value(s, c0, c1, c2, c3, offsets, h: float, n: int):
-    t, a0, a1, a2, a3 = _coefficients(s, c0, c1, c2, c3, offsets, h, n)
-    return a0 + t * (a1 + t * (a2 + t * a3))
-
-
-def _slope_dot(grad_g, s, c0, c1, c2, c3, offsets, h: float, n: int):
-    """(dG/ds · grad_g) summed over the M1 columns, dG/ds recomputed from s."""
-    t, _, a1, a2, a3 = _coefficients(s, c0, c1, c2, c3, offsets, h, n)
-    return (grad_g * (a1 + t * (2.0 * a2 + (3.0 * t) * a3))).sum(-1) / h
-
-
-_COMPILED: dict = {}
-
-
 def compile_kernels(enable: bool = True) -> bool:
-    """Use torch.compile'd (fused, C++) kernels for the table lookup from now on, in this process
-    (CPU tensors): several times faster than eager gathers and multiply-adds. The first call of
-    each dtype and member count compiles (seconds to tens of seconds; inductor caches it on disk).
-    False when compiling fails (no C++ compiler ...): the eager kernels stay. ``enable=False``
-    goes back to the eager kernels."""
-    if not enable:
-        _COMPILED.clear()
-        return False
-    if _COMPILED:
-        return True
-    try:
-        value = torch.compile(_value, dynamic=True)
-        slope = torch.compile(_slope_dot, dynamic=True)
-        c = torch.zeros(4, 1, dtype=torch.float32)
-        s = torch.full((1, 2), 0.5)
-        value(s, c, c, c, c, torch.zeros(1, 1, dtype=torch.long), 0.5, 2)
-    except Exception:  # noqa: BLE001 - an optional speed-up
-        return False
-    _COMPILED.update(value=value, slope=slope)
-    return True
+    """Compiled (native C) kernels for compressed models on the CPU from now on, in this process:
+    :func:`elt.potentials.deepmd.native.compile_kernels`."""
+    from elt.potentials.deepmd.native import compile_kernels as native_compile
+
+    return native_compile(enable)
 
 
 class _Lookup(torch.autograd.Function):
-    """G(s) from the four coefficient tables; saves dG/ds (or, with compiled kernels, s) for the
-    (first-order) backward."""
+    """G(s) from the four coefficient tables; saves dG/ds for the (first-order) backward."""
 
     @staticmethod
     def forward(ctx, s, c0, c1, c2, c3, offsets, h, n):
         ctx.h = h
-        if _COMPILED:
-            ctx.save_for_backward(s, c0, c1, c2, c3, offsets)
-            ctx.n = n
-            return _COMPILED["value"](s, c0, c1, c2, c3, offsets, h, n)
         k, b = s.shape
         u = s / h
         idx = u.floor().clamp_(0, n - 1)
@@ -85,9 +44,6 @@ class _Lookup(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_g):
-        if len(ctx.saved_tensors) > 1:
-            grad_s = _COMPILED["slope"](grad_g.contiguous(), *ctx.saved_tensors, ctx.h, ctx.n)
-            return grad_s, None, None, None, None, None, None, None
         (dg,) = ctx.saved_tensors
         grad_s = (grad_g * dg).sum(-1) / ctx.h
         return grad_s, None, None, None, None, None, None, None
@@ -104,6 +60,10 @@ class EmbeddingTable(nn.Module):
         for j in range(4):
             self.register_buffer(f"c{j}", coeffs[:, :, j].reshape(k * n, m1).contiguous())
         self.register_buffer("offsets", (torch.arange(k) * n).view(k, 1))
+
+    def packed(self) -> torch.Tensor:
+        """The four coefficient tables side by side, (k, n_bins + 1, 4, M1) (the native kernels' layout)."""
+        return torch.stack([self.c0, self.c1, self.c2, self.c3], dim=1).view(self.k, self.n, 4, self.m1)
 
     def forward(self, s: torch.Tensor) -> torch.Tensor:  # (k, B) -> (k, B, M1)
         """First derivatives only (inference): forces and virials, not force training."""

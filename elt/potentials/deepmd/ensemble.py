@@ -55,15 +55,15 @@ class DeepPotEnsemble(EnsemblePotential):
     def batch_evaluator(self, systems: Sequence[Atoms], *, device: str = "cpu", skin: float = 1.0,
                         compile: bool = False):
         """All ``systems`` in one model call with Verlet lists (:class:`~elt.potentials.deepmd.batch.DeepPotBatch`);
-        ``compile``: torch.compile'd table kernels (:func:`~elt.potentials.deepmd.compress.compile_kernels`)."""
+        ``compile``: the native kernels on the CPU (:mod:`elt.potentials.deepmd.native`, built once per
+        machine; the torch kernels where they cannot be built)."""
         from elt.potentials.batch import resolve_device
         from elt.potentials.deepmd.batch import DeepPotBatch
-        from elt.potentials.deepmd.compress import compile_kernels
+        from elt.potentials.deepmd.native import available
 
         dev = resolve_device(device)
-        if compile and dev.type == "cpu":  # the kernels are compiled for the CPU
-            compile_kernels()
-        return DeepPotBatch(self, systems, dev, skin=skin)
+        native = bool(compile) and dev.type == "cpu" and available(self.dtype)
+        return DeepPotBatch(self, systems, dev, skin=skin, native=native)
 
     def predict(self, atoms: Atoms, *, stress: bool = False) -> EnsemblePrediction:
         return self.predict_many([atoms], stress=stress)[0]

@@ -149,16 +149,25 @@ class DeepPot(nn.Module):
             return s.new_zeros(k, n, width, self.m1)
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
 
-    def descriptor(self, d: torch.Tensor, blocks) -> torch.Tensor:
-        """d (k, N, S, 3) slot displacements (or (1, N, S, 3) shared by the members) -> se_e2_a
-        descriptor (k, N, M1*M2)."""
-        k, n = self.k, d.shape[1]
+    def env_matrix(self, d: torch.Tensor, blocks) -> torch.Tensor:
+        """d (k, N, S, 3) slot displacements (or (1, N, S, 3) shared by the members) ->
+        gr = R~^T G (k, N, 4, M1), before the column scales."""
         r = torch.linalg.vector_norm(d, dim=-1)                          # (k, N, S)
         s = self.smooth(r)
         emb = self.embed(s, blocks)                                       # (k, N, S, M1)
         env = torch.cat([s.unsqueeze(-1), (s / r).unsqueeze(-1) * d], dim=-1)  # (k, N, S, 4)
-        gr = (env.transpose(-1, -2) @ emb) * self.env_scale.view(k, 1, 4, 1)   # (k, N, 4, M1)
+        return env.transpose(-1, -2) @ emb
+
+    def symmetric(self, gr: torch.Tensor) -> torch.Tensor:
+        """gr (k, N, 4, M1) -> se_e2_a descriptor (k, N, M1*M2)."""
+        k, n = gr.shape[0], gr.shape[1]
+        gr = gr * self.env_scale.view(k, 1, 4, 1)
         return (gr.transpose(-1, -2) @ gr[..., : self.m2]).reshape(k, n, self.m1 * self.m2)
+
+    def descriptor(self, d: torch.Tensor, blocks) -> torch.Tensor:
+        """d (k, N, S, 3) slot displacements (or (1, N, S, 3) shared by the members) -> se_e2_a
+        descriptor (k, N, M1*M2)."""
+        return self.symmetric(self.env_matrix(d, blocks))
 
     def compress(self) -> "DeepPot":
         """Replace the embedding networks by cubic Hermite tables (inference only)."""
@@ -167,33 +176,51 @@ class DeepPot(nn.Module):
         self.tables = nn.ModuleList(tabulate(net, self.s_mean, self.s_std) for net in self.embeddings)
         return self
 
+    def atom_energies(self, desc: torch.Tensor, g: Graph) -> torch.Tensor:
+        """Descriptors (k, N, M1*M2) -> atomic energies (k, N) eV, each center type through its network."""
+        dev, n = desc.device, desc.shape[1]
+        e_atom = self.shift[:, torch.as_tensor(g.types, device=dev)]
+        for t, idx in enumerate(g.atoms_by_type):
+            if len(idx) == 0:
+                continue
+            it = None if len(idx) == n else torch.as_tensor(idx, device=dev)
+            x = desc if it is None else desc[:, it]
+            x = (x - self.desc_mean[:, t : t + 1]) / self.desc_std[:, t : t + 1]
+            out = self.fittings[t](x).squeeze(-1)
+            e_atom = e_atom + out if it is None else e_atom.index_add(1, it, out)
+        return e_atom
+
+    @staticmethod
+    def per_frame(x: torch.Tensor, g: Graph) -> torch.Tensor:
+        """Per-atom values (k, N, ...) summed per frame: (k, F, ...)."""
+        if g.n_frames == 1:
+            return x.sum(dim=1, keepdim=True)
+        frame = torch.as_tensor(g.atom_frame, device=x.device)
+        return x.new_zeros(x.shape[0], g.n_frames, *x.shape[2:]).index_add(1, frame, x)
+
     def forward(self, g: Graph, vec: torch.Tensor, *, forces: bool = True, virial: bool = False,
-                create_graph: bool = False, atomic: bool = False, mean: bool = False) -> dict:
-        """Energies (k, F) eV; forces (k, N, 3) eV/Å; virials (k, F, 3, 3) eV. ``vec`` (N, S, 3).
-        ``mean``: forces and virials of the members' mean only, (1, N, 3) and (1, F, 3, 3), from
-        one gradient through displacements shared by the members (cheaper than k of them)."""
-        k, dev, dtype = self.k, vec.device, vec.dtype
+                create_graph: bool = False, atomic: bool = False, mean: bool = False,
+                native: Optional[bool] = None) -> dict:
+        """Energies (k, F) eV; forces (k, N, 3) eV/Å; virials (k, F, 3, 3) eV. ``vec`` (N, S, 3); slots
+        at or beyond rcut contribute nothing. ``mean``: forces and virials of the members' mean only,
+        (1, N, 3) and (1, F, 3, 3), from one gradient through displacements shared by the members
+        (cheaper than k of them). ``native``: the compiled C kernels of a compressed model on the CPU
+        (:mod:`elt.potentials.deepmd.native`; None: as :func:`~elt.potentials.deepmd.compress.compile_kernels`
+        set for the process); they give detached float64 forces and virials."""
+        from elt.potentials.deepmd import native as native_kernels
+
+        kernels = None if create_graph else native_kernels.bound(self, vec, native)
+        if kernels is not None:
+            return self._forward_native(kernels, g, vec, forces=forces, virial=virial, atomic=atomic, mean=mean)
+        k, dev = self.k, vec.device
         n, width = vec.shape[0], vec.shape[1]
         d = vec.unsqueeze(0) if mean else vec.unsqueeze(0).expand(k, n, width, 3)
         grads = forces or virial
         if grads:
             d = d.clone().requires_grad_(True)
         with torch.enable_grad() if grads else torch.no_grad():
-            desc = self.descriptor(d, g.blocks)
-            e_atom = self.shift[:, torch.as_tensor(g.types, device=dev)]
-            for t, idx in enumerate(g.atoms_by_type):
-                if len(idx) == 0:
-                    continue
-                it = None if len(idx) == n else torch.as_tensor(idx, device=dev)
-                x = desc if it is None else desc[:, it]
-                x = (x - self.desc_mean[:, t : t + 1]) / self.desc_std[:, t : t + 1]
-                out = self.fittings[t](x).squeeze(-1)
-                e_atom = e_atom + out if it is None else e_atom.index_add(1, it, out)
-            if g.n_frames == 1:
-                energy = e_atom.sum(dim=1, keepdim=True)
-            else:
-                frame = torch.as_tensor(g.atom_frame, device=dev)
-                energy = torch.zeros(k, g.n_frames, dtype=dtype, device=dev).index_add(1, frame, e_atom)
+            e_atom = self.atom_energies(self.descriptor(d, g.blocks), g)
+            energy = self.per_frame(e_atom, g)
         result = {"energy": energy}
         if atomic:
             result["atomic_energy"] = e_atom
@@ -212,13 +239,33 @@ class DeepPot(nn.Module):
                     result["forces"] = grad.sum(dim=2).index_add(1, nbr, flat, alpha=-1.0)
             if virial:
                 w = -(d.detach().reshape(k * n, width, 3).transpose(1, 2) @ grad.reshape(k * n, width, 3))
-                w = w.reshape(k, n, 3, 3)
-                if g.n_frames == 1:
-                    result["virial"] = w.sum(dim=1, keepdim=True)
-                else:
-                    frame = torch.as_tensor(g.atom_frame, device=dev)
-                    result["virial"] = torch.zeros(k, g.n_frames, 3, 3, dtype=dtype, device=dev).index_add(
-                        1, frame, w)
+                result["virial"] = self.per_frame(w.reshape(k, n, 3, 3), g)
+        return result
+
+    def _forward_native(self, kernels, g: Graph, vec: torch.Tensor, *, forces: bool, virial: bool,
+                        atomic: bool, mean: bool) -> dict:
+        """:meth:`forward` through the native kernels: descriptor and forces in C, autograd only
+        from the descriptor (k, N, M1*M2) through the fitting networks."""
+        d = vec.contiguous()
+        slot_type = kernels.slot_types(g.blocks)
+        gr, desc = kernels.forward(d, slot_type)
+        grads = forces or virial
+        with torch.enable_grad() if grads else torch.no_grad():
+            desc.requires_grad_(grads)
+            e_atom = self.atom_energies(desc, g)
+            energy = self.per_frame(e_atom, g)
+        result = {"energy": energy.detach()}
+        if atomic:
+            result["atomic_energy"] = e_atom.detach()
+        if grads:
+            (gdesc,) = torch.autograd.grad(energy.sum() / self.k if mean else energy.sum(), desc)
+            as_long = lambda x: torch.as_tensor(x, dtype=torch.long).contiguous()  # noqa: E731
+            f, w = kernels.backward(gdesc, gr, d, as_long(g.neighbor), slot_type, as_long(g.atom_frame),
+                                    g.n_frames, mean=mean, virial=virial)
+            if forces:
+                result["forces"] = f
+            if virial:
+                result["virial"] = w
         return result
 
 

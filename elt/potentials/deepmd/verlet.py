@@ -97,7 +97,22 @@ class VerletGroup:
         if self._offset_cells is None or not torch.equal(cells, self._offset_cells):
             self._offset = torch.einsum("nsi,nij->nsj", self.shifts, cells[self.wid]) + self.pad
             self._offset_cells = cells.clone()
-        return pos[self.nbr] - pos.unsqueeze(1) + self._offset
+        v = pos.index_select(0, self.nbr.reshape(-1)).view(self.n, self.width, 3)
+        return v.sub_(pos.unsqueeze(1)).add_(self._offset)
+
+    def min_distance(self, vec: torch.Tensor, below: float) -> torch.Tensor:
+        """Each system's smallest pair distance (n_systems,) Å where it is below ``below`` (<= rcut), else inf."""
+        r = torch.linalg.vector_norm(vec, dim=-1).amin(dim=1) if vec.shape[1] else vec.new_full((self.n,), float("inf"))
+        dmin = torch.full((self.ref_cells.shape[0],), float("inf"), dtype=r.dtype, device=r.device)
+        dmin = dmin.scatter_reduce(0, self.wid, r, "amin", include_self=True)
+        return torch.where(dmin < below, dmin, torch.full_like(dmin, float("inf")))
+
+    def slots(self, vec: torch.Tensor, dtype: torch.dtype) -> tuple[SlotGraph, torch.Tensor]:
+        """All candidate slots, those beyond rcut included: (graph, d (N, S, 3)), for a model that
+        skips them itself (the native kernels) instead of paying for :meth:`graph`'s compaction."""
+        g = SlotGraph(self.n_frames, self.types, self.atom_frame, self.nbr, self.reverse, self.blocks,
+                      self.atoms_by_type)
+        return g, vec.to(dtype).contiguous()
 
     def graph(self, vec: torch.Tensor, dtype: torch.dtype) -> tuple[SlotGraph, torch.Tensor]:
         """The slots within rcut only, compacted per neighbour-type block: (graph, d (N, S', 3))."""
