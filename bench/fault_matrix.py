@@ -9,7 +9,7 @@ state) survived when the rerun refuses with a message, exit code != 0, and leave
 was. Cluster kinds: local (always) and slurm (the localhost SLURM of .ci/slurm/start.sh, when it
 answers; `--no-slurm` skips it).
 
-    python bench/fault_matrix.py [--no-slurm] [--cases NAME,...] [--keep DIR]
+    python bench/fault_matrix.py [--no-slurm | --clusters local,slurm] [--cases NAME,...] [--keep DIR]
 
 The last line: ``survived=<n>/<cases>``. Takes about a minute per case on 2 cores.
 """
@@ -200,12 +200,14 @@ def slurm_profile(root: Path) -> Path | None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--no-slurm", action="store_true")
+    ap.add_argument("--clusters", default="local,slurm", help="comma-separated: local, slurm")
     ap.add_argument("--cases", help="comma-separated case names (default: all)")
     ap.add_argument("--keep", help="folder for the runs (default: a temporary one, removed)")
     args = ap.parse_args(argv)
     root = Path(args.keep or tempfile.mkdtemp(prefix="elt-faults-"))
-    clusters = {"local": None}
-    if not args.no_slurm:
+    wanted = args.clusters.split(",")
+    clusters = {"local": None} if "local" in wanted else {}
+    if not args.no_slurm and "slurm" in wanted:
         prof = slurm_profile(root)
         if prof is not None:
             clusters["slurm"] = prof
