@@ -236,3 +236,32 @@ def test_workers_hand_over_before_the_walltime(slurm, tmp_path):
         assert "DUE TO TIME LIMIT" not in err, err[-2000:]
         assert "worker-lifetime-reached" in err or "lifetime" in err.lower(), err[-2000:]
         assert any(f"job {first}) lost its workers" in e for e in c.scaler.events)
+
+
+def _retire_as_at_lifetime():
+    def retire(dask_worker):  # Client.run passes the worker to a parameter of this name
+        """What ``dask worker --lifetime`` does when the lifetime is up: close gracefully."""
+        dask_worker.loop.add_callback(dask_worker.close_gracefully, reason="worker-lifetime-reached")
+    return retire  # a closure: pickled by value (see by_value)
+
+
+retire_as_at_lifetime = _retire_as_at_lifetime()
+
+
+def test_a_worker_retiring_mid_task_hands_the_task_to_a_new_job_without_a_failure(slurm, tmp_path):
+    """The default-suite representative of the hand-over test above (which waits for a real
+    lifetime): the worker of the pool's one job retires the way a lifetime makes it retire, while
+    its task runs; the task finishes in a replacement job, not counted as a failure
+    (max_task_attempts: 1 would turn a counted death into KilledWorker)."""
+    prof = localhost_profile(tmp_path / "logs", max_task_attempts=1, pools=one_pool(max_jobs=1))
+    marker = tmp_path / "attempts"
+    with open_cluster(prof, tmp_path) as c:
+        fut = c.client.submit(slow_the_first_time, str(marker), pure=False, **c.submit_options("label"))
+        wait_for(marker.exists, "start of the task in its first job", poll=0.2)
+        first = marker.read_text().split()[0]
+        [worker] = c.client.scheduler_info()["workers"]  # max_jobs 1: the job's one worker
+        c.client.run(retire_as_at_lifetime, workers=[worker])
+        job = fut.result(timeout=600)  # a safety net: the new job starts in seconds
+        assert job != first and marker.read_text().split() == [first, job]
+        assert any(f"job {first}) lost its workers" in e for e in c.scaler.events), list(c.scaler.events)
+        assert any(f"submitted job {job}" in e for e in c.scaler.events), list(c.scaler.events)
