@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import yaml
 from drive import Journal, journal_ends, process, wait_for
