@@ -69,7 +69,7 @@ def _check_the_readme_promises(run_dir: Path, out: str) -> dict:
     assert (f"final ensemble on 10 fresh MD frames at 1000 K (not in the data set): force RMSE {test['rmse_f']:.4f} eV/Å"
             in text), out[-2000:]
     assert f"largest atomic force error per frame: median {test['max_force_error_median']:.3f}" in text
-    assert f"final ensemble: {model} (load with elt.load_potential(PATH))" in text
+    assert f"final ensemble: {model.resolve()} (load with elt.load_potential(PATH))" in text
     return {"iterations": n, "status": final["status"], "test": test}
 
 
