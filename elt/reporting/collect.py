@@ -1,17 +1,20 @@
 """Everything a report shows, gathered from a run directory's stored state only.
 
 Sources: ``state.db`` (iteration records, finished tasks, final meta), the walkers'
-``model_devi.out`` files, and the labeled frames in ``data/iter_NNN.extxyz``. Nothing is computed
+``model_devi.out`` files, the labeled frames in ``data/iter_NNN.extxyz`` and ``journal.log``
+(which tasks started: the current phase, named as `elt status` names it). Nothing is computed
 with the potential (no torch): the true error of a labeled frame compares the ensemble's mean
 prediction, stored on the frame by the exploration task (``elt_pred_energy``, ``elt_pred_forces``),
 with its label. Works while the driver runs: a partial iteration is reported from its finished
-tasks. The result is a JSON-able dict (no NaN; ``None`` for missing values).
+tasks, in the phase that `elt status` shows. The result is a JSON-able dict (no NaN; ``None``
+for missing values).
 """
 
 from __future__ import annotations
 
 import math
 import re
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any, Optional
@@ -24,6 +27,7 @@ from elt.data.layout import RunLayout, recorded_origin
 from elt.data.modeldevi import CLASSES, classify_table, counts, read_model_devi
 from elt.reporting.modeldevi import summarize
 from elt.reporting.stats import force_errors, spearman
+from elt.reporting.status import current_position, read_journal
 
 REPORT_FORMAT = 1
 _T = re.compile(r"-T([0-9.eE+-]+?)(?:-P|-w)")
@@ -187,8 +191,11 @@ def _finished_row(r: dict, tasks_by_dir: dict[str, dict], rebase: Rebase) -> dic
     }
 
 
-def _current_row(it: int, tasks: list[dict], prev: Optional[dict], rebase: Rebase) -> Optional[dict]:
-    """The iteration in progress, from the tasks finished so far (None when it has none)."""
+def _current_row(where: dict, tasks: list[dict], prev: Optional[dict], rebase: Rebase) -> dict:
+    """The iteration in progress: its iteration and phase as `elt status` names them
+    (:func:`elt.reporting.status.current_position`, the one rule: tasks finished in the state and
+    tasks started in the journal), its numbers from the tasks finished so far."""
+    it = where["iteration"]
     mine = [t for t in tasks if t["iteration"] == it]
     walkers = []
     for t in mine:
@@ -201,9 +208,7 @@ def _current_row(it: int, tasks: list[dict], prev: Optional[dict], rebase: Rebas
         walkers.append(_walker_of_task(res, rebase))
     labels = [t for t in mine if t["kind"] == "label"]
     trains = [t for t in mine if t["kind"] == "train"]
-    if not (walkers or labels or trains):
-        return None
-    phase = "label" if labels else "explore" if walkers else "train"
+    phase = where["phase"]
     devi = _attach_files(walkers, None)
     counts = {k: sum(w.get(k) or 0 for w in walkers) for k in ("accurate", "candidate", "failed")}
     total = sum(counts.values())
@@ -284,8 +289,10 @@ def collect(run_dir: Path) -> dict:
                 key = d.name if "walkers" not in res else f"{d.parent.name}/{d.name}"
                 tasks_by_dir[key] = {**w, "seconds": res.get("seconds")}
     rows = [_finished_row(r, tasks_by_dir, rebase) for r in records]
-    nxt = records[-1]["iteration"] + 1 if records else 0
-    current = None if final else _current_row(nxt, tasks, records[-1] if records else None, rebase)
+    current = None
+    if not final:
+        where = current_position(records, tasks, read_journal(run_dir), time.time())
+        current = _current_row(where, tasks, records[-1] if records else None, rebase)
     labeled = [x for r in rows for x in r["labeled"]]
     fin = json.loads(final) if final else None
     drv = holder(run_dir)

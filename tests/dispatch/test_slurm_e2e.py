@@ -1,5 +1,7 @@
 """The EMT workflow end to end on the local SLURM (slurm-localhost profile): every task runs in a
-SLURM worker job of the pool that owns its kind, and says which job it ran under."""
+SLURM worker job of the pool that owns its kind, and says which job it ran under. The default
+suite runs it with the driver as a SLURM job itself (examples/driver.sbatch as shipped); the
+driver on the login node is the slow variant."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from elt.cli.main import main
 from elt.config.cluster import PROFILE_DIR
 from elt.engine.state import open_readonly
 
-pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+pytestmark = pytest.mark.slurm
 
 WORKFLOW = {
     "name": "tiny-slurm",
@@ -30,19 +32,10 @@ WORKFLOW = {
 }
 
 
-def test_emt_workflow_runs_on_slurm_pools(slurm, tmp_path, capsys):
-    wf = tmp_path / "wf.yaml"
-    wf.write_text(yaml.safe_dump(WORKFLOW))
-    run_dir = tmp_path / "run"
-    profile = PROFILE_DIR / "slurm-localhost.yaml"
-    rc = main(["run", str(wf), "--workdir", str(run_dir), "--cluster", str(profile)])
-    assert rc == 0, capsys.readouterr().err[-3000:]
-
-    with open_readonly(run_dir) as st:
-        assert len(st.iterations()) == 1
-        assert json.loads(st.get_meta("final"))["members"]
-    # which pool each SLURM job belonged to, from the job log names (elt-POOL-JOBID.err)
-    pool_of_job = {}
+def _tasks_ran_in_the_jobs_of_their_pools(run_dir: Path) -> set[str]:
+    """Every task of the journal ended in a SLURM worker job of the pool that owns its kind (labels
+    in 'dft', the rest in 'work'); returns the worker jobs."""
+    pool_of_job = {}  # which pool each SLURM job belonged to, from the job log names (elt-POOL-JOBID.err)
     for f in (run_dir / "slurm-logs").glob("elt-*-*.err"):
         _, pool, job = f.stem.split("-")
         pool_of_job[job] = pool
@@ -62,10 +55,27 @@ def test_emt_workflow_runs_on_slurm_pools(slurm, tmp_path, capsys):
         jobs_by_kind[kind].add(job)
     assert {"train", "explore", "label"} <= set(jobs_by_kind), jobs_by_kind
     assert ends >= 2 + 2 + 4          # training of 2 members, 2 walkers, the initial labels at least
+    return set().union(*jobs_by_kind.values())
+
+
+@pytest.mark.slow
+def test_emt_workflow_runs_on_slurm_pools(slurm, tmp_path, capsys):
+    wf = tmp_path / "wf.yaml"
+    wf.write_text(yaml.safe_dump(WORKFLOW))
+    run_dir = tmp_path / "run"
+    profile = PROFILE_DIR / "slurm-localhost.yaml"
+    rc = main(["run", str(wf), "--workdir", str(run_dir), "--cluster", str(profile)])
+    assert rc == 0, capsys.readouterr().err[-3000:]
+
+    with open_readonly(run_dir) as st:
+        assert len(st.iterations()) == 1
+        assert json.loads(st.get_meta("final"))["members"]
+    _tasks_ran_in_the_jobs_of_their_pools(run_dir)
 
 
 def test_driver_recipe_runs_the_workflow_inside_a_slurm_job(slurm, tmp_path):
-    """examples/driver.sbatch as shipped: the driver is a SLURM job and submits its worker jobs."""
+    """examples/driver.sbatch as shipped: the driver is a SLURM job and submits its worker jobs; every
+    task runs in a worker job of its pool (the default-suite run of the workflow on SLURM)."""
     import subprocess
 
     root = Path(__file__).resolve().parents[2]
@@ -86,10 +96,8 @@ def test_driver_recipe_runs_the_workflow_inside_a_slurm_job(slurm, tmp_path):
     driver_job = out.stdout.strip().split(";")[0]
     assert f"elt driver: job {driver_job}" in text
     run_dir = tmp_path / "driven"
-    jobs = set()
-    for line in (run_dir / "journal.log").read_text().splitlines():
-        ev = json.loads(line)
-        if ev["event"] == "end":
-            jobs.add(ev["slurm_job_id"])
-    assert jobs and driver_job not in jobs and None not in jobs   # every task ran in a worker job
-    assert {f.stem.split("-")[2] for f in (run_dir / "slurm-logs").glob("*.err")} >= jobs
+    with open_readonly(run_dir) as st:
+        assert len(st.iterations()) == 1
+        assert json.loads(st.get_meta("final"))["members"]
+    jobs = _tasks_ran_in_the_jobs_of_their_pools(run_dir)
+    assert driver_job not in jobs   # every task ran in a worker job, none in the driver's

@@ -17,10 +17,10 @@ def h2_frame() -> Atoms:
     return Atoms("H2", positions=[[0.0, 0.0, 0.0], [0.49, 0.34, 0.57]])
 
 
-def h2_box() -> Atoms:
-    """:func:`h2_frame` centred in a periodic 5 Å cube."""
+def h2_box(edge: float = 5.0) -> Atoms:
+    """:func:`h2_frame` centred in a periodic cube (edge in Å)."""
     a = h2_frame()
-    a.set_cell([5.0, 5.0, 5.0])
+    a.set_cell([edge, edge, edge])
     a.center()
     a.pbc = True
     return a
@@ -55,3 +55,19 @@ class NonConvergingSCF:
                 raise SCFError("SCF did not converge in 3 cycles")
 
         return _Calc(**kwargs)
+
+
+def strained(atoms, i, j, eps):
+    e = np.eye(3)
+    e[i, j] += eps / (2 if i != j else 1)
+    e[j, i] += eps / 2 if i != j else 0
+    a = atoms.copy()
+    a.set_cell(atoms.cell.array @ e, scale_atoms=True)
+    return a
+
+
+def strain_derivative(labeler, atoms, i, j, eps, workdir):
+    """(1/V) dE/dε_ij by central differences (eV/Å³)."""
+    ep = labeler.compute(strained(atoms, i, j, eps), workdir).energy
+    em = labeler.compute(strained(atoms, i, j, -eps), workdir).energy
+    return (ep - em) / (2 * eps) / atoms.get_volume()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from lab_helpers import CP2K_BINARY, NO_CP2K, h2_box, si2_frame
+from lab_helpers import CP2K_BINARY, NO_CP2K, h2_box, si2_frame, strain_derivative
 
 from elt.config.label import CP2KLabel, PySCFLabel
 from elt.labeling.base import ExecSettings
@@ -21,22 +21,6 @@ needs_cp2k = [pytest.mark.cp2k, pytest.mark.skipif(CP2K_BINARY is None, reason=N
 
 PYSCF_H2 = PySCFLabel(kind="pyscf", ke_cutoff=125.0)  # gth-dzvp-molopt-sr, gth-pbe: CP2K's defaults
 CP2K_H2 = CP2KLabel(kind="cp2k", cutoff=250, rel_cutoff=40, eps_scf=1e-7)
-
-
-def strained(atoms, i, j, eps):
-    e = np.eye(3)
-    e[i, j] += eps / (2 if i != j else 1)
-    e[j, i] += eps / 2 if i != j else 0
-    a = atoms.copy()
-    a.set_cell(atoms.cell.array @ e, scale_atoms=True)
-    return a
-
-
-def strain_derivative(labeler, atoms, i, j, eps, workdir):
-    """(1/V) dE/dε_ij by central differences (eV/Å³)."""
-    ep = labeler.compute(strained(atoms, i, j, eps), workdir).energy
-    em = labeler.compute(strained(atoms, i, j, -eps), workdir).energy
-    return (ep - em) / (2 * eps) / atoms.get_volume()
 
 
 @pytest.fixture(scope="module")

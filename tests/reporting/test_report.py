@@ -159,7 +159,17 @@ def _in_progress_copy(run_dir: Path, dst: Path, keep: int) -> Path:
         db.execute("DELETE FROM meta WHERE key IN ('final', 'test')")
         db.execute("DELETE FROM tasks WHERE iteration > ?", (keep,))  # nothing after it had run
     db.close()
-    return dst
+    return _journal_as_state(dst)
+
+
+def _journal_as_state(run_dir: Path) -> Path:
+    """Keep the journal lines of the tasks left in the copy's state: a journal that tells of later
+    tasks would put the run (and its current phase) further on than its state."""
+    with open_readonly(run_dir) as st:
+        kept = {f"{t['kind']}:{t['id']}" for t in st.tasks()}
+    p = run_dir / "journal.log"
+    p.write_text("".join(line + "\n" for line in p.read_text().splitlines() if json.loads(line)["task"] in kept))
+    return run_dir
 
 
 def test_report_and_status_of_a_run_in_progress(tiny_run, tmp_path, capsys):
@@ -189,6 +199,7 @@ def test_report_of_a_run_before_its_first_iteration(tiny_run, tmp_path, capsys):
     with db:
         db.execute("DELETE FROM tasks WHERE iteration >= 0 AND kind != 'train'")
     db.close()
+    _journal_as_state(copy)
     rep = collect(copy)
     assert rep["iterations"] == [] and rep["current"]["phase"] == "train"
     assert rep["correlation"]["n"] == 0
