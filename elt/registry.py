@@ -27,7 +27,7 @@ _BUILTIN_MODULES = {
         "pyscf": "elt.labeling.pyscf",
         "cp2k": "elt.labeling.cp2k",
     },
-    "potential": {"deepmd": "elt.potentials.deepmd"},
+    "potential": {"deepmd": "elt.potentials.deepmd", "mace": "elt.potentials.mace"},
     "explorer": {"ase": "elt.sampling.ase_explorer", "batched": "elt.sampling.batched_explorer"},
     "cluster": {
         "local": "elt.dispatch.local",
@@ -40,6 +40,7 @@ _BUILTIN_CONFIGS = {
     "explorer": {"ase": "elt.config.sampling:AseExplorer", "batched": "elt.config.sampling:BatchedExplorer"},
     "labeler": {"emt": "elt.config.label:EMTLabel", "pyscf": "elt.config.label:PySCFLabel",
                 "cp2k": "elt.config.label:CP2KLabel"},
+    "potential": {"deepmd": "elt.config.train:DeepMDTrain", "mace": "elt.config.train:MaceTrain"},
 }
 _entry_points_loaded = False
 _broken: dict[str, str] = {}  # entry point name -> its import error

@@ -34,6 +34,7 @@ from elt.engine.plan import Position, advance, is_stuck, replay, stage_threshold
 from elt.engine.runner import Outcome, Reporter, TaskRunner, TaskSpec
 from elt.engine.state import RunLock, RunState
 from elt.errors import CalculationError, CampaignError, ConfigError, SetupError, StateError
+from elt.potentials import write_manifest
 from elt.records import ExploreResult, SelectionLevels, TrainResult, WalkerSpec
 from elt.sampling.batching import split_batches
 from elt.sampling.levels import auto_levels, calibrate, held_out_pairs
@@ -455,12 +456,14 @@ class Campaign:
         return RunSummary(str(self.run_dir), pos.done, pos.iteration, self.n_data, final, metrics, test, runner.dispatched)
 
     def _publish_model(self, members: list[str]) -> list[str]:
-        """Copy the final members to RUN_DIR/model/member_I.pt (what elt.load_potential takes)."""
+        """Copy the final members to RUN_DIR/model/ under their names, with the manifest of their
+        kind (what elt.load_potential takes)."""
         out = []
-        for i, m in enumerate(members):
-            dst = self.layout.model_member(i)
+        for m in members:
+            dst = self.layout.model_member(Path(m).name)
             atomic_write_bytes(dst, Path(m).read_bytes())
             out.append(str(dst))
+        write_manifest(self.layout.model_dir, self.wf.train.kind, out)
         return out
 
     @staticmethod

@@ -81,7 +81,7 @@ def train_task(task_dir: Path, data_files: list[str], train_cfg, elements: list[
     for f in data_files:
         frames.extend(read_frames(Path(f)))
     plugin = registry.get("potential", train_cfg.kind)
-    out = Path(task_dir) / f"member_{member}.pt"
+    out = Path(task_dir) / plugin.checkpoint_name(member)
     metrics = plugin.train_member(frames, train_cfg, list(elements), member, seed, out,
                                   Path(init_path) if init_path else None)
     return TrainResult(checkpoint=str(out), metrics=metrics, member=member).model_dump(mode="json")
