@@ -48,6 +48,20 @@ from ase.calculators.calculator import Calculator, all_changes
 from elt.potentials.deviation import frame_deviation
 
 
+def atom_chunks(frames: Sequence[Atoms], max_atoms: int) -> list[Sequence[Atoms]]:
+    """Consecutive runs of ``frames`` with at most ``max_atoms`` atoms each (a larger frame alone),
+    for evaluating many frames in a few batched calls."""
+    out, start = [], 0
+    while start < len(frames):
+        stop, n = start, 0
+        while stop < len(frames) and (stop == start or n + len(frames[stop]) <= max_atoms):
+            n += len(frames[stop])
+            stop += 1
+        out.append(frames[start:stop])
+        start = stop
+    return out
+
+
 def fully_periodic(atoms: Atoms) -> bool:
     """Periodic in all three directions with a full-rank cell: the only frames with a stress."""
     return bool(np.asarray(atoms.pbc).all()) and atoms.cell.rank == 3

@@ -42,6 +42,19 @@ class Trainee(Protocol):
         """Load weights from a :meth:`snapshot`."""
 
 
+def begin_member(frames: Sequence[Atoms], config, seed: int) -> tuple[list[Atoms], np.random.Generator, tuple]:
+    """The start of every ``train_member``: the start times (for :func:`member_metrics`), the frames
+    checked, torch's threads (``config.threads``) and seed, and the member's random generator."""
+    import torch
+
+    started = (time.perf_counter(), time.process_time())
+    frames = list(frames)
+    check_frames(frames)
+    torch.set_num_threads(int(config.threads))
+    torch.manual_seed(int(seed))
+    return frames, np.random.default_rng(int(seed)), started
+
+
 def check_frames(frames: Sequence[Atoms]) -> None:
     """A clear error for an empty data set or frames without labels."""
     if len(frames) == 0:
@@ -126,10 +139,11 @@ def plateau_fit(trainee: Trainee, train_idx: np.ndarray, valid_idx: np.ndarray, 
 
 
 def member_metrics(fit: dict, train: Optional[dict], valid: Optional[dict], config, member: int, warm: bool,
-                   virial_trained: bool, n_frames: int, t0: float, c0: float) -> dict:
+                   virial_trained: bool, n_frames: int, started: tuple) -> dict:
     """The metrics a ``train_member`` returns (see :mod:`elt.potentials.base`) from the result of
-    :func:`plateau_fit`, the RMSEs on the training and validation frames and the start times
-    (``time.perf_counter()``, ``time.process_time()``)."""
+    :func:`plateau_fit`, the RMSEs on the training and validation frames and the start times of
+    :func:`begin_member`."""
+    t0, c0 = started
     # a warm start ends at its (small) cap by design, and the next iteration goes on from it: it
     # warns only when its score was still falling clearly, like training without plateau checks
     fit = dict(fit)

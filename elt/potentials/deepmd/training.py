@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import math
-import time
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -25,7 +24,7 @@ from elt.potentials.base import fully_periodic
 from elt.potentials.deepmd.checkpoint import ARCH_KEYS, read_member, save_member
 from elt.potentials.deepmd.graph import TypeMap, build_graph, frame_pairs
 from elt.potentials.deepmd.model import DeepPot, build
-from elt.potentials.fitting import check_frames, dataset_hash, member_metrics, plateau_fit, split
+from elt.potentials.fitting import begin_member, dataset_hash, member_metrics, plateau_fit, split
 from elt.potentials.schedule import score
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -221,12 +220,7 @@ class _Trainee:
 def train_member(frames: Sequence[Atoms], config: DeepMDTrain, elements: Sequence[str], member: int,
                  seed: int, out_path, init_path=None) -> dict:
     """Fit one member and write its checkpoint to ``out_path``; see :mod:`elt.potentials.base`."""
-    t0, c0 = time.perf_counter(), time.process_time()
-    frames = list(frames)
-    check_frames(frames)
-    torch.set_num_threads(int(config.threads))
-    torch.manual_seed(int(seed))
-    rng = np.random.default_rng(int(seed))
+    frames, rng, started = begin_member(frames, config, seed)
     elements = list(elements)
     typemap = TypeMap(elements)
     dtype = _DTYPES[config.model.precision]
@@ -239,7 +233,7 @@ def train_member(frames: Sequence[Atoms], config: DeepMDTrain, elements: Sequenc
     virial = max(config.stress_weight) > 0 and any(data.virial[i] is not None for i in np.unique(train_idx))
     metrics = member_metrics(fit, evaluate(model, data, np.unique(train_idx), dtype),
                              evaluate(model, data, valid_idx, dtype), config, member, warm, virial,
-                             len(frames), t0, c0)
+                             len(frames), started)
     meta = {
         "kind": "deepmd", "elements": elements, "model": config.model.model_dump(mode="json"),
         "member": int(member), "seed": int(seed), "dataset_hash": dataset_hash(frames),

@@ -11,7 +11,7 @@ import torch
 from ase import Atoms
 
 from elt.errors import ConfigError, SetupError
-from elt.potentials.base import EnsemblePotential, EnsemblePrediction, fully_periodic
+from elt.potentials.base import EnsemblePotential, EnsemblePrediction, atom_chunks, fully_periodic
 from elt.potentials.deepmd.graph import TypeMap, frame_pairs
 from elt.potentials.mace.imports import mace_modules
 from elt.potentials.mace.model import DTYPES, build, check_compatible, graph_dict, load_member
@@ -51,16 +51,7 @@ class MaceEnsemble(EnsemblePotential):
 
     def predict_many(self, frames: Sequence[Atoms], *, stress: bool = False) -> list[EnsemblePrediction]:
         """Frames are evaluated in batches of up to ``max_atoms_per_batch`` atoms."""
-        preds: list[EnsemblePrediction] = []
-        start = 0
-        while start < len(frames):
-            stop, n = start, 0
-            while stop < len(frames) and (stop == start or n + len(frames[stop]) <= self.max_atoms_per_batch):
-                n += len(frames[stop])
-                stop += 1
-            preds.extend(self._predict_chunk(frames[start:stop], stress))
-            start = stop
-        return preds
+        return [p for chunk in atom_chunks(frames, self.max_atoms_per_batch) for p in self._predict_chunk(chunk, stress)]
 
     def _predict_chunk(self, chunk: Sequence[Atoms], stress: bool) -> list[EnsemblePrediction]:
         want = stress and any(fully_periodic(a) for a in chunk)

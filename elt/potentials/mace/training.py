@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import math
-import time
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -27,7 +26,7 @@ from elt.config.train import MaceTrain
 from elt.data.frames import labels_of
 from elt.potentials.base import fully_periodic
 from elt.potentials.deepmd.graph import TypeMap
-from elt.potentials.fitting import check_frames, dataset_hash, member_metrics, plateau_fit, split
+from elt.potentials.fitting import begin_member, dataset_hash, member_metrics, plateau_fit, split
 from elt.potentials.mace.imports import mace_modules
 from elt.potentials.mace.model import (DTYPES, FrameGraphs, build, check_compatible, read_member, save_member,
                                        statistics)
@@ -169,12 +168,7 @@ def _init_model(config: MaceTrain, elements: list[str], data: _Data, init_path: 
 def train_member(frames: Sequence[Atoms], config: MaceTrain, elements: Sequence[str], member: int,
                  seed: int, out_path, init_path=None) -> dict:
     """Fit one member and write its checkpoint to ``out_path``; see :mod:`elt.potentials.base`."""
-    t0, c0 = time.perf_counter(), time.process_time()
-    frames = list(frames)
-    check_frames(frames)
-    torch.set_num_threads(int(config.threads))
-    torch.manual_seed(int(seed))
-    rng = np.random.default_rng(int(seed))
+    frames, rng, started = begin_member(frames, config, seed)
     elements = list(elements)
     dtype = DTYPES[config.model.precision]
     data = _Data(frames, TypeMap(elements), config.model.r_max)
@@ -187,7 +181,7 @@ def train_member(frames: Sequence[Atoms], config: MaceTrain, elements: Sequence[
     stress = config.stress_weight > 0 and any(data.stress[i] is not None for i in np.unique(train_idx))
     metrics = member_metrics(fit, evaluate(model, data, np.unique(train_idx), dtype),
                              evaluate(model, data, valid_idx, dtype), config, member, warm, stress,
-                             len(frames), t0, c0)
+                             len(frames), started)
     meta = {
         "kind": "mace", "elements": elements, "model": config.model.model_dump(mode="json"), "stats": stats,
         "member": int(member), "seed": int(seed), "dataset_hash": dataset_hash(frames),
