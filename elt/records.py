@@ -12,7 +12,7 @@ record that says the same thing keeps its task ids (finished work is reused acro
 from __future__ import annotations
 
 from pathlib import PurePath
-from typing import Any, ClassVar, Iterable, Literal, Optional
+from typing import Any, ClassVar, Iterable, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -157,3 +157,53 @@ class LabelResult(TaskResult):
     reason: Optional[str] = Field(None, description="Failure class, e.g. scf_not_converged.")
     message: Optional[str] = Field(None, description="What went wrong, for the user.")
     workdir: Optional[str] = Field(None, description="Task folder with the code's input and output.")
+
+
+# ------------------------------------------------------------------ the run state
+class IterationRecord(Record):
+    """The summary of one finished iteration, as ``state.db`` stores it (one JSON row per
+    iteration; reports, ``elt status`` and the stopping rule read it). Records written before a
+    field existed read with its default."""
+
+    iteration: int
+    stage: int = Field(description="Index of the stage the iteration explored.")
+    stage_name: str
+    temperatures: list[Union[int, float]] = Field(description="The stage's temperatures (K).")
+    pressures: Optional[list[Union[int, float]]] = Field(None, description="The stage's pressures (GPa), npt only.")
+    trust_lo: Optional[float] = Field(None, description="Lower trust level in force (eV/Å; set by the adaptive lo where used).")
+    trust_hi: Optional[float] = Field(None, description="Upper trust level (eV/Å).")
+    energy_trust_lo: Optional[float] = Field(None, description="Lower level on the energy deviation per atom (eV).")
+    energy_trust_hi: Optional[float] = Field(None, description="Upper level on the energy deviation per atom (eV).")
+    levels: Optional[dict] = Field(None, description="How auto levels were derived (elt.sampling.levels.Levels); None when fixed.")
+    calibration_labels: int = Field(0, description="Random explored frames labeled to calibrate the deviation.")
+    accurate_threshold: float = Field(description="The stage's accurate ratio that counts towards convergence.")
+    calibrated: bool = Field(True, description="The levels can be trusted (fixed, or auto with a calibration).")
+    walkers: int
+    walker_failures: list[dict] = Field(default_factory=list, description="Walkers that failed: walker, message.")
+    frames: int = Field(description="Recorded frames of every walker.")
+    accurate: int
+    candidate: int
+    failed: int
+    accurate_ratio: float
+    candidate_ratio: float
+    failed_ratio: float
+    stop_reasons: dict[str, int] = Field(description="Walkers per stop reason.")
+    candidates: int = Field(description="Candidates in the pool the labels were chosen from.")
+    selected: int = Field(description="Frames sent to labeling (calibration frames included).")
+    labels_ok: int
+    labels_failed: int
+    failures: list[dict] = Field(description="Failed labels: task, frame_id, reason, message, physics, workdir.")
+    dataset_size: int = Field(description="Labeled frames in the data set after this iteration.")
+    train: dict = Field(description="The members' mean training metrics (rmse_e eV/atom, rmse_f eV/Å on train/valid).")
+    members: list[str] = Field(description="Checkpoints of the members that explored.")
+    explore_tasks: list[str] = Field(description="Walker folders under iter_NNN/explore/.")
+    data_file: str = Field(description="The iteration's labeled frames (data/iter_NNN.extxyz).")
+    data_sha256: Optional[str] = Field(None, description="Digest of data_file as written.")
+    label_tasks: Optional[list[str]] = Field(None, description="Label task ids of the frames of data_file, in order (rebuilds it).")
+    stuck: bool = False
+    seconds: dict[str, float] = Field(default_factory=dict, description="Wall time per phase (s).")
+    finished: float = Field(0.0, description="Unix time the iteration ended.")
+
+    def stored(self) -> dict:
+        """The row ``state.db`` keeps (JSON types)."""
+        return self.model_dump(mode="json")

@@ -84,9 +84,7 @@ def _validate_one(path: Path, cluster: Optional[str], backend: bool) -> list[str
     if backend:
         from elt.engine.loop import Campaign, run_dir_of
 
-        camp = Campaign(wf, run_dir_of(wf), profile)
-        camp.prepare()
-        lines += camp.plan_summary()
+        lines += Campaign(wf, run_dir_of(wf), profile).plan_summary()  # the constructor runs the checks
     return lines
 
 
@@ -115,8 +113,7 @@ def run(workflow: Path = typer.Argument(..., help="workflow.yaml"),
 
     with RichReporter(con) as reporter:
         camp = Campaign(wf, run_dir, profile, reporter)
-        if dry_run:
-            camp.prepare()
+        if dry_run:  # the constructor ran the checks
             for line in camp.plan_summary():
                 con.print(line)
             con.print(f"cluster: {profile.kind} ({cluster or wf.cluster or 'local defaults'})")

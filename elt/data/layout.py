@@ -11,6 +11,7 @@
       label/ID/                one folder per label task (shared by all iterations: a frame is labeled once)
       model/                   the final ensemble (what elt.load_potential takes): the members'
                                checkpoints (deepmd: member_I.pt) and potential.json (kind, member files)
+      slurm_jobs.txt           SLURM worker jobs of the driver (cancelled by the next driver if it died)
       report/                  what `elt report` writes
 """
 
@@ -23,12 +24,51 @@ INITIAL_FILES = ("imported.extxyz", "init.extxyz")
 MODEL_MANIFEST = "potential.json"  # in a model folder: {"kind": KIND, "members": [FILE, ...]}
 
 
+def recorded_origin(records: list[dict], tasks: list[dict]) -> Path | None:
+    """Where a run was made, read off the absolute paths its state recorded (the first iteration's
+    data file, else a finished train, walker or label task); None when nothing is recorded yet."""
+    for r in records:
+        if r.get("data_file"):
+            return Path(r["data_file"]).parent.parent        # RUN/data/iter_NNN.extxyz
+    for t in tasks:
+        res = t.get("result") or {}
+        if t["kind"] == "train" and res.get("checkpoint"):
+            return Path(res["checkpoint"]).parents[3]        # RUN/iter_NNN/train/NAME/member_I.pt
+        if t["kind"] == "explore" and res.get("model_devi_file"):
+            return Path(res["model_devi_file"]).parents[3]   # RUN/iter_NNN/explore/NAME/model_devi.out
+        if t["kind"] == "label" and res.get("file"):
+            return Path(res["file"]).parents[2]              # RUN/label/ID/labeled.extxyz
+    return None
+
+
+def _rebase(p: Path, old: Path, new: Path) -> Path:
+    try:
+        return new / p.relative_to(old)
+    except ValueError:
+        return p
+
+
 @dataclass(frozen=True)
 class RunLayout:
+    """The paths of the run directory ``run_dir``. ``origin`` is where the run was made: the state
+    records absolute paths there (checkpoints, a walker's files) and task ids are derived from
+    them, so a run that was moved or copied maps them with :meth:`here` (to open the files) and
+    :meth:`as_recorded` (to derive the same ids); None: the run was made in ``run_dir``."""
+
     run_dir: Path
+    origin: Path | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "run_dir", Path(self.run_dir))
+        object.__setattr__(self, "origin", Path(self.origin) if self.origin is not None else self.run_dir)
+
+    def here(self, recorded: str | Path) -> Path:
+        """A path the state recorded, in this run directory (unchanged when it lies outside the run)."""
+        return _rebase(Path(recorded), self.origin, self.run_dir)
+
+    def as_recorded(self, path: str | Path) -> str:
+        """A path in this run directory as the state records it (under the run's origin)."""
+        return str(_rebase(Path(path), self.run_dir, self.origin))
 
     @property
     def state_db(self) -> Path:
@@ -41,6 +81,10 @@ class RunLayout:
     @property
     def lock(self) -> Path:
         return self.run_dir / "driver.lock"
+
+    @property
+    def slurm_jobs(self) -> Path:
+        return self.run_dir / "slurm_jobs.txt"
 
     @property
     def data_dir(self) -> Path:

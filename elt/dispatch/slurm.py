@@ -30,7 +30,9 @@ from pathlib import Path
 from typing import Any, Optional
 
 from elt.dispatch.base import Cluster
-from elt.dispatch.slurm_pools import PoolScaler, pool_resource
+from elt.dispatch.dask_adapter import SpecClusterAdapter
+from elt.data.layout import RunLayout
+from elt.dispatch.slurm_pools import PoolScaler, cancel_recorded_jobs, pool_resource
 from elt.errors import ConfigError, DispatchError
 from elt.records import ExecSettings
 from elt.registry import register
@@ -102,10 +104,25 @@ def job_options(profile, pool_name: str, log_dir: str) -> dict[str, Any]:
     )
 
 
-def job_spec(profile, pool_name: str, log_dir: str) -> dict[str, Any]:
-    """A ``SpecCluster`` worker spec: one SLURM job of the pool (a group when processes > 1)."""
+def _slurm_job_class():
+    """dask-jobqueue's SLURMJob. Importing it imports dask_jobqueue.runner, which replaces Python's
+    SIGINT handler with ``sys.exit`` (for its own runner scripts): Ctrl-C of the driver would then
+    exit 1 silently instead of raising KeyboardInterrupt (message, exit 130, jobs cancelled), so
+    the handler found before the import is put back."""
+    import signal
+    import threading
+
+    before = signal.getsignal(signal.SIGINT)
     from dask_jobqueue.slurm import SLURMJob
 
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is not before:
+        signal.signal(signal.SIGINT, before if before is not None else signal.default_int_handler)
+    return SLURMJob
+
+
+def job_spec(profile, pool_name: str, log_dir: str) -> dict[str, Any]:
+    """A ``SpecCluster`` worker spec: one SLURM job of the pool (a group when processes > 1)."""
+    SLURMJob = _slurm_job_class()
     spec: dict[str, Any] = {"cls": SLURMJob, "options": job_options(profile, pool_name, log_dir)}
     processes = profile.pools[pool_name].processes
     if processes > 1:
@@ -116,8 +133,7 @@ def job_spec(profile, pool_name: str, log_dir: str) -> dict[str, Any]:
 def job_scripts(profile, run_dir: Optional[Path] = None,
                 scheduler_address: str = PLACEHOLDER_ADDRESS) -> dict[str, str]:
     """The job script each pool would submit, by pool name. Nothing is submitted or created."""
-    from dask_jobqueue.slurm import SLURMJob
-
+    SLURMJob = _slurm_job_class()
     if getattr(profile, "kind", None) != "slurm":
         raise ConfigError(f"cluster profile of kind {getattr(profile, 'kind', '?')!r} submits no job scripts",
                           hint="give a profile with 'kind: slurm' (e.g. the shipped `slurm`, or the slurm.yaml that `elt init` writes)")
@@ -161,6 +177,7 @@ class SlurmDaskCluster(Cluster):
 
     cluster = None
     scaler: Optional[PoolScaler] = None
+    cancelled: list[str] = []  # job ids of a previous driver cancelled at start
 
     def start(self):
         from distributed import Client
@@ -174,6 +191,8 @@ class SlurmDaskCluster(Cluster):
         for name, script in job_scripts(p, self.run_dir).items():
             check_submission(name, script)
         specs = {name: job_spec(p, name, str(log_dir)) for name in p.pools}
+        jobs_file = RunLayout(self.run_dir).slurm_jobs
+        self.cancelled = cancel_recorded_jobs(jobs_file)  # their tasks would run twice
 
         # Dask's HTTP endpoints listen on a free port; the dashboard only when an address is given
         options = {"protocol": "tcp://", "dashboard": "dashboard_address" in p.scheduler_options,
@@ -189,8 +208,8 @@ class SlurmDaskCluster(Cluster):
                                 hint="check `interface` (see `ip addr`) and scheduler_options (port in use?)") from e
         try:
             # a task on more than max_task_attempts dying workers is marked failed (KilledWorker)
-            self.cluster.scheduler.allowed_failures = p.max_task_attempts - 1
-            self.scaler = PoolScaler(self.cluster, p, specs, log_dir)
+            SpecClusterAdapter(self.cluster).set_allowed_failures(p.max_task_attempts - 1)
+            self.scaler = PoolScaler(self.cluster, p, specs, log_dir, jobs_file=jobs_file)
             self.cluster.sync(self.scaler.start)
             self.client = Client(self.cluster)
             self._wait_for_min_jobs()
@@ -237,6 +256,8 @@ class SlurmDaskCluster(Cluster):
                 self.cluster.close()  # cancels every job (scancel) and stops the scheduler
             except Exception as e:
                 log.warning("closing the SLURM cluster: %s", e)
+            else:  # nothing left for the next driver to cancel
+                RunLayout(self.run_dir).slurm_jobs.unlink(missing_ok=True)
             self.cluster = None
 
     def pool_for(self, kind: str) -> str:
@@ -260,7 +281,7 @@ class SlurmDaskCluster(Cluster):
 
     @property
     def scheduler_address(self) -> Optional[str]:
-        return self.cluster.scheduler.address if self.cluster is not None else None
+        return SpecClusterAdapter(self.cluster).address if self.cluster is not None else None
 
     def describe(self) -> str:
         parts = []
@@ -269,4 +290,6 @@ class SlurmDaskCluster(Cluster):
             parts.append(f"{name} ({'/'.join(pool.kinds)}: {pool.min_jobs}-{pool.max_jobs} jobs × "
                          f"{pool.cores} cores, {pool.walltime}{where})")
         addr = f", scheduler {self.scheduler_address}" if self.cluster is not None else ""
-        return "SLURM pools " + "; ".join(parts) + addr
+        cancelled = (f"; cancelled {len(self.cancelled)} worker job(s) the previous driver of this run left "
+                     f"behind ({' '.join(self.cancelled)}) before starting" if self.cancelled else "")
+        return "SLURM pools " + "; ".join(parts) + addr + cancelled

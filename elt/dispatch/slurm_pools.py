@@ -36,6 +36,7 @@ from typing import Any, Optional
 
 from distributed.diagnostics.plugin import SchedulerPlugin
 
+from elt.dispatch.dask_adapter import SpecClusterAdapter
 from elt.errors import DispatchError
 
 log = logging.getLogger(__name__)
@@ -72,11 +73,13 @@ class PoolScaler:
     """Keeps each pool's jobs in line with its tasks. Runs on ``cluster.loop``; see module doc."""
 
     def __init__(self, cluster, profile, job_specs: dict[str, dict[str, Any]], log_dir: Path,
-                 interval: float = 1.0):
+                 interval: float = 1.0, jobs_file: Optional[Path] = None):
         self.cluster = cluster                  # a distributed SpecCluster with our scheduler
+        self.dask = SpecClusterAdapter(cluster)  # its internals, in one place
         self.profile = profile
         self.job_specs = job_specs              # pool -> {"cls": SLURMJob, "options": ..., ["group"]}
         self.log_dir = Path(log_dir)
+        self.jobs_file = jobs_file              # every submitted job id, one per line (see cancel_recorded_jobs)
         self.interval = interval
         self.jobs: dict[str, JobRecord] = {}
         self.start_failures = {p: 0 for p in profile.pools}
@@ -99,7 +102,7 @@ class PoolScaler:
     async def start(self) -> None:
         self._wake = asyncio.Event()
         self._connected = _ConnectLog()
-        self.cluster.scheduler.add_plugin(self._connected, name="elt-connect-log")
+        self.dask.add_plugin(self._connected, name="elt-connect-log")
         await self.step()
         self._task = asyncio.ensure_future(self._run())
 
@@ -131,21 +134,19 @@ class PoolScaler:
 
     # ------------------------------------------------------------------ one step
     async def step(self) -> None:
-        sched = self.cluster.scheduler
         now = time.monotonic()
-        by_name = {ws.name: ws for ws in sched.workers.values()}
+        by_name = self.dask.workers_by_name()
         self._observe(by_name, now)
         await self._poll_squeue(now)
         await self._drop_dead(by_name, now)
         for pool in self.profile.pools:
-            await self._scale_pool(pool, sched, by_name, now)
-        self._fail_waiting_tasks(sched)
+            await self._scale_pool(pool, by_name, now)
+        self._fail_waiting_tasks()
 
     def _observe(self, by_name: dict, now: float) -> None:
         for job in self.jobs.values():
             if job.job_id is None:
-                w = self.cluster.workers.get(job.name)
-                job.job_id = getattr(w, "job_id", None)
+                job.job_id = self.dask.job_id(job.name)
             workers = [by_name[n] for n in job.worker_names if n in by_name]
             if not job.seen and any(n in self._connected.names for n in job.worker_names):
                 # connected and gone again between two steps (e.g. killed at once): still seen
@@ -219,12 +220,12 @@ class PoolScaler:
         if dead:
             for job in dead:
                 self.jobs.pop(job.name, None)
-                self.cluster.worker_spec.pop(job.name, None)
-            await self._correct_state()
+                self.dask.drop_job(job.name)
+            await self._sync()
 
-    async def _scale_pool(self, pool: str, sched, by_name: dict, now: float) -> None:
+    async def _scale_pool(self, pool: str, by_name: dict, now: float) -> None:
         cfg = self.profile.pools[pool]
-        demand = self._demand(pool, sched)
+        demand = self._demand(pool, by_name)
         per_job = cfg.slots_per_worker() * cfg.processes
         want = min(cfg.max_jobs, max(cfg.min_jobs, math.ceil(demand / per_job)))
         jobs = [j for j in self.jobs.values() if j.pool == pool]
@@ -241,20 +242,24 @@ class PoolScaler:
         else:
             self._surplus_since[pool] = None
 
-    def _demand(self, pool: str, sched) -> int:
+    def _demand(self, pool: str, by_name: dict) -> int:
         """Tasks that need this pool now: waiting for its resource, or processing on its workers."""
         res = pool_resource(pool)
-        n = 0
-        for ts in sched.unrunnable:
-            rr = ts.resource_restrictions
-            if (rr and res in rr) or (not rr and pool == self.default_pool):
-                n += 1
+        n = len(self._waiting_for(pool))
         if pool == self.default_pool:
-            n += len(sched.queued)
-        for ws in sched.workers.values():
+            n += self.dask.queued_count()
+        for ws in by_name.values():
             if res in ws.resources:
                 n += len(ws.processing)
         return n
+
+    def _waiting_for(self, pool: str) -> list:
+        """Tasks no connected worker can run that need this pool (its resource; tasks without
+        restrictions go to the default pool)."""
+        res = pool_resource(pool)
+        return [ts for ts in self.dask.waiting_tasks()
+                if (ts.resource_restrictions and res in ts.resource_restrictions)
+                or (not ts.resource_restrictions and pool == self.default_pool)]
 
     # ------------------------------------------------------------------ actions
     async def _submit(self, pool: str, count: int) -> None:
@@ -266,19 +271,18 @@ class PoolScaler:
             group = spec.get("group")
             workers = [f"{name}{g}" for g in group] if group else [name]
             self.jobs[name] = JobRecord(name, pool, workers)
-            self.cluster.worker_spec[name] = spec
+            self.dask.add_job(name, spec)
             new.append(name)
         try:
-            await self._correct_state()
+            await self._sync()
         except Exception as e:
             message = _slurm_message(e)
             for name in new:
-                w = self.cluster.workers.get(name)
-                if w is not None and getattr(w, "job_id", None):
+                if self.dask.job_id(name):
                     continue  # this one was submitted
                 self.jobs.pop(name, None)
-                self.cluster.worker_spec.pop(name, None)
-                self.cluster.workers.pop(name, None)
+                self.dask.drop_job(name)
+                self.dask.forget_worker(name)
             self._start_failed_pool(pool, f"sbatch refused a job of pool {pool!r}: {message}",
                                     hint="check partition, account, qos, walltime and memory of the pool "
                                          "(`elt cluster script PROFILE` prints the job script)")
@@ -286,8 +290,9 @@ class PoolScaler:
         for name in new:
             job = self.jobs.get(name)
             if job is not None:
-                job.job_id = getattr(self.cluster.workers.get(name), "job_id", None)
+                job.job_id = self.dask.job_id(name)
                 job.submitted = time.monotonic()
+                self._record_job(job)
                 self._event(f"{name}: submitted job {job.job_id}", logging.DEBUG)
 
     async def _retire(self, pool: str, jobs: list[JobRecord], count: int, by_name: dict, now: float) -> None:
@@ -300,22 +305,38 @@ class PoolScaler:
         addresses = [by_name[n].address for j in chosen for n in j.worker_names if n in by_name]
         if addresses:
             try:
-                await self.cluster.scheduler.retire_workers(
-                    workers=addresses, close_workers=True, stimulus_id=f"elt-scale-down-{time.time()}")
+                await self.dask.retire(addresses)
             except Exception as e:  # the job is cancelled anyway
                 log.warning("retiring workers %s failed: %s", addresses, e)
         for j in chosen:
             self._event(f"{j.name} (job {j.job_id}): idle above demand, cancelled")
             self.jobs.pop(j.name, None)
-            self.cluster.worker_spec.pop(j.name, None)
-        await self._correct_state()
+            self.dask.drop_job(j.name)
+        await self._sync()
 
-    async def _correct_state(self) -> None:
-        await self.cluster._correct_state()
+    async def _sync(self) -> None:
+        """Submit and cancel jobs to match ``self.jobs``. A job whose worker left long enough ago
+        for the SpecCluster to close it (distributed's lost-worker-timeout) is dropped first: its
+        spec would otherwise be submitted again as a new job with no task waiting for it."""
+        for job in list(self.jobs.values()):
+            if job.job_id is not None and job.seen and not self.dask.has_job_object(job.name):
+                self._event(f"{job.name} (job {job.job_id}) closed after its workers left; not resubmitted")
+                self.jobs.pop(job.name, None)
+                self.dask.drop_job(job.name)
+        await self.dask.sync()
+
+    def _record_job(self, job: JobRecord) -> None:
+        if self.jobs_file is None or job.job_id is None:
+            return
+        try:
+            with open(self.jobs_file, "a") as f:
+                f.write(f"{job.job_id} {job.pool} {job.name}\n")
+        except OSError as e:  # the jobs are still cancelled at a clean shut-down
+            log.warning("could not record job %s in %s: %s", job.job_id, self.jobs_file, e)
 
     # ------------------------------------------------------------------ failures
     def _start_failed(self, job: JobRecord, what: str) -> None:
-        where = self.cluster.scheduler.address
+        where = self.dask.address
         log_file = self.log_dir / f"elt-{job.pool}-{job.job_id}.err"
         iface = self.profile.interface or "default (Dask's choice)"
         hint = (f"the workers connect to the scheduler at {where} (interface {iface}); check that the "
@@ -338,24 +359,13 @@ class PoolScaler:
             if self.failure is None:
                 self.failure = err
 
-    def _fail_waiting_tasks(self, sched) -> None:
+    def _fail_waiting_tasks(self) -> None:
         """Tasks waiting for a broken pool fail with its message (instead of waiting forever)."""
-        if not self.broken:
-            return
-        from distributed.protocol import pickle
-
         for pool, err in self.broken.items():
-            res = pool_resource(pool)
-            keys = [ts.key for ts in list(sched.unrunnable)
-                    if (ts.resource_restrictions and res in ts.resource_restrictions)
-                    or (not ts.resource_restrictions and pool == self.default_pool)]
+            keys = [ts.key for ts in self._waiting_for(pool)]
             if not keys:
                 continue
-            exc = pickle.dumps(DispatchError(str(err)))
-            stimulus = f"elt-pool-broken-{time.time()}"
-            for key in keys:
-                recs = sched.transition(key, "erred", stimulus_id=stimulus, exception=exc, cause=key)
-                sched.transitions(recs, stimulus)
+            self.dask.fail_tasks(keys, DispatchError(str(err)))
             self._event(f"{len(keys)} task(s) waiting for broken pool {pool!r} marked failed", logging.ERROR)
 
     def _event(self, text: str, level: int = logging.INFO) -> None:
@@ -400,3 +410,38 @@ def _tail(path: Path, lines: int = 8) -> str:
     except OSError:
         return ""
     return "\n".join("    " + line for line in content[-lines:])
+
+
+def cancel_recorded_jobs(jobs_file: Path, timeout: float = 300.0) -> list[str]:
+    """Cancel the worker jobs a previous driver of this run recorded in ``jobs_file`` and still
+    queued or running (the driver died without cancelling them: they would go on running its
+    tasks while this driver starts the same tasks again), and wait until SLURM lists none of them,
+    so that no task runs twice. Returns the ids cancelled; the file is emptied."""
+    try:
+        recorded = [line.split()[0] for line in Path(jobs_file).read_text().splitlines() if line.strip()]
+    except OSError:
+        return []
+    alive = _active_jobs(recorded)
+    if alive:
+        subprocess.run(["scancel", *alive], capture_output=True, text=True, timeout=60)
+        deadline = time.monotonic() + timeout
+        while _active_jobs(alive):
+            if time.monotonic() > deadline:
+                raise DispatchError(f"worker jobs {', '.join(_active_jobs(alive))} of the previous driver of this "
+                                    f"run are still listed by squeue {timeout:.0f} s after scancel",
+                                    hint="wait until `squeue --me` no longer lists them (or ask the admins), then "
+                                         "run `elt run` again: their tasks would otherwise run twice")
+            time.sleep(1.0)
+    Path(jobs_file).write_text("")
+    return alive
+
+
+def _active_jobs(ids: list[str]) -> list[str]:
+    """Those of ``ids`` that squeue lists in an active state."""
+    if not ids:
+        return []
+    out = subprocess.run(["squeue", "--me", "-h", "-o", "%i %T"], capture_output=True, text=True, timeout=60)
+    if out.returncode != 0:
+        raise DispatchError(f"squeue failed: {out.stderr.strip()}", hint="check that SLURM is reachable (`squeue --me`)")
+    listed = dict(line.split(None, 1) for line in out.stdout.splitlines() if line.strip())
+    return [i for i in ids if listed.get(i, "").strip() in ACTIVE_STATES]

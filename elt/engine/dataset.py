@@ -8,13 +8,15 @@ import json
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 from ase import Atoms
 
 from elt.data.export import write_deepmd_npy, write_extxyz
-from elt.data.frames import chemical_elements, read_frames
+from elt.data.frames import FRAME_ID, chemical_elements, read_frames
 from elt.data.layout import RunLayout
 from elt.engine.state import open_readonly
 from elt.errors import ConfigError, SetupError
+from elt.sampling.levels import held_out_pairs
 
 
 def run_data_files(run_dir: Path, iteration: Optional[int] = None) -> list[Path]:
@@ -109,3 +111,39 @@ def check_recorded_files(run_dir: Path, records: list[dict]) -> None:
             raise SetupError(f"the labeled data of iteration {r['iteration']}, {p}, {problem}",
                              hint="run `elt run WORKFLOW --workdir " + str(run_dir) + "` once: it rebuilds the file "
                                   "from the per-label results in label/ (nothing is labeled again)")
+
+
+# ------------------------------------------------------------------ the driver's view
+class DataSet:
+    """The labeled data set as the driver grows it: its files in order (what training reads),
+    the frame ids in it (a frame is never added or labeled twice), its size, and the (max force
+    deviation, true max force error) pairs of the labeled frames the exploring ensemble had not
+    seen (the calibration of auto levels, :func:`elt.sampling.levels.held_out_pairs`)."""
+
+    def __init__(self) -> None:
+        self.files: list[str] = []
+        self.known: set = set()
+        self.size = 0
+        self.held_out = (np.zeros(0), np.zeros(0))
+
+    def add(self, path: Path, frames: list) -> None:
+        """``frames`` (the content of ``path``) join the data set."""
+        self.files.append(str(path))
+        self.known.update(a.info.get(FRAME_ID) for a in frames)
+        self.size += len(frames)
+        d, e = held_out_pairs(frames)
+        self.held_out = (np.concatenate([self.held_out[0], d]), np.concatenate([self.held_out[1], e]))
+
+    def fresh(self, frames: list, seen: Optional[set] = None) -> list:
+        """The frames neither in the data set nor in ``seen`` (updated), duplicates dropped:
+        walkers of one start structure share their step-0 frame, and a frame can come back in a
+        later iteration."""
+        seen = set() if seen is None else seen
+        out = []
+        for a in frames:
+            fid = a.info.get(FRAME_ID)
+            if fid in self.known or fid in seen:
+                continue
+            seen.add(fid)
+            out.append(a)
+        return out

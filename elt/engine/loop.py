@@ -23,22 +23,21 @@ from elt.config.cluster import load_profile
 from elt.data.frames import (FRAME_ID, PICK, atomic_write_bytes, ITERATION, SOURCE, STEP, chemical_elements, frame_hash,
                              read_frames, write_frames)
 from elt.data.io import read_initial_data
-from elt.data.layout import RunLayout
+from elt.data.layout import RunLayout, recorded_origin
 from elt.data.structures import perturbed_copies, start_structures
 from elt.dispatch.base import open_cluster
 from elt.engine import tasks
-from elt.engine.dataset import check_recorded_files, data_file_problem, file_digest
+from elt.engine.dataset import DataSet, check_recorded_files, data_file_problem, file_digest
 from elt.engine.evaluation import ensemble_errors, fresh_test_frames
 from elt.engine.ids import content_id, derive_seed
 from elt.engine.plan import Position, advance, is_stuck, replay, stage_threshold
 from elt.engine.runner import Outcome, Reporter, TaskRunner, TaskSpec
+from elt.engine.selection import Pick, calibration_picks, choose_labels, gather, iteration_levels, stream_picks
 from elt.engine.state import RunLock, RunState
 from elt.errors import CalculationError, CampaignError, ConfigError, SetupError, StateError
 from elt.potentials import write_manifest
-from elt.records import ExploreResult, SelectionLevels, TrainResult, WalkerSpec
+from elt.records import ExploreResult, IterationRecord, SelectionLevels, TrainResult, WalkerSpec
 from elt.sampling.batching import split_batches
-from elt.sampling.levels import auto_levels, calibrate, held_out_pairs
-from elt.sampling.select import adaptive_lo, cap_per_group, choose
 
 log = logging.getLogger(__name__)
 
@@ -104,39 +103,48 @@ def check_compatible(state: RunState, wf, n_done: int, records: list[dict]) -> N
 
 
 class Campaign:
+    """A campaign of one workflow in one run directory: the checks before anything runs (start
+    structures, elements, labeler, metadynamics atoms: all in the constructor) and :meth:`run`,
+    which opens the state and the cluster and runs or resumes the loop (:class:`_Run`)."""
+
     def __init__(self, wf, run_dir: Path, profile=None, reporter: Optional[Reporter] = None):
         self.wf = wf
         self.run_dir = Path(run_dir)
         self.profile = profile if profile is not None else load_profile(wf.cluster, wf.base_dir)
         self.reporter = reporter or Reporter()
         self.layout = RunLayout(self.run_dir)
-
-    # ------------------------------------------------------------------ setup
-    def prepare(self):
-        wf = self.wf
+        self.runner: Optional[TaskRunner] = None  # the last run's (its timeline, dispatched count)
         self.structures = start_structures(wf.system, wf.base_dir)
-        self.imported = []
-        for spec in wf.system.initial_data:
-            self.imported.extend(read_initial_data(spec, wf.base_dir, wf.system.elements))
-        found = chemical_elements(self.structures + self.imported)
-        if wf.system.elements:
-            missing = sorted(set(found) - set(wf.system.elements))
-            if missing:
-                raise ConfigError(f"system.elements lists {wf.system.elements} but the structures/data contain {missing}",
-                                  hint=f"add {missing} to system.elements, or leave elements out to take them from the structures")
-            self.elements = sorted(wf.system.elements)
-        else:
-            self.elements = found
+        self.imported = [a for spec in wf.system.initial_data
+                         for a in read_initial_data(spec, wf.base_dir, wf.system.elements)]
+        self.elements = self._elements()
         self.label_cfg = wf.label.with_base_dir(wf.base_dir)  # paths relative to the workflow file
-        self.label_exec = open_cluster(self.profile, self.run_dir).exec_settings("label")
+        self._preflight()
+
+    def _elements(self) -> list[str]:
+        wf = self.wf
+        found = chemical_elements(self.structures + self.imported)
+        if not wf.system.elements:
+            return found
+        missing = sorted(set(found) - set(wf.system.elements))
+        if missing:
+            raise ConfigError(f"system.elements lists {wf.system.elements} but the structures/data contain {missing}",
+                              hint=f"add {missing} to system.elements, or leave elements out to take them from the structures")
+        return sorted(wf.system.elements)
+
+    def _preflight(self) -> None:
+        """Refuse what cannot run before anything is dispatched: a labeler that cannot run here,
+        an unknown potential, metadynamics atoms outside the start structures."""
+        wf = self.wf
+        label_exec = open_cluster(self.profile, self.run_dir).exec_settings("label")
         kinds = {bool(a.pbc.all()) for a in self.structures}
         periodic = kinds.pop() if len(kinds) == 1 else None
         labeler_cls = registry.get("labeler", wf.label.kind)
-        problems = labeler_cls(self.label_cfg, self.label_exec).check(self.elements, periodic)
+        problems = labeler_cls(self.label_cfg, label_exec).check(self.elements, periodic)
         if problems:
             raise SetupError(f"the {wf.label.kind} labeler cannot run here:\n  - " + "\n  - ".join(problems))
         registry.get("potential", wf.train.kind)
-        problems = [p for i, st in enumerate(wf.explore.stages) if st.metad is not None
+        problems = [p for st in wf.explore.stages if st.metad is not None
                     for a in self.structures for p in st.metad.check_atoms(len(a))]
         if problems:
             raise ConfigError("explore.stages[].metad does not fit the start structures:",
@@ -157,8 +165,54 @@ class Campaign:
             f"stages: {len(wf.explore.stages)}; at most {wf.converge.max_iterations} iterations",
         ]
 
+    def run(self) -> RunSummary:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with RunLock(self.run_dir), RunState(self.run_dir) as state:
+            records = state.iterations()
+            check_compatible(state, self.wf, len(records), records)
+            with open_cluster(self.profile, self.run_dir) as cluster:
+                self.reporter.message(f"cluster: {cluster.describe()}")
+                self.runner = TaskRunner(state, cluster, self.reporter)
+                return _Run(self, state, cluster, self.runner, records).loop(records)
+
+
+@dataclass
+class Walk:
+    """One walker's outcome, its typed result parsed once (None when the walker failed)."""
+
+    outcome: Outcome
+    result: Optional[ExploreResult]
+
+    @classmethod
+    def of(cls, o: Outcome) -> "Walk":
+        return cls(o, ExploreResult.model_validate(o.result) if o.status == "done" else None)
+
+    @property
+    def name(self) -> str:
+        return self.outcome.spec.name
+
+    @property
+    def error(self) -> Optional[str]:
+        return None if self.result is not None else (self.outcome.result or {}).get("message") or self.outcome.error
+
+
+class _Run:
+    """One ``elt run`` of a campaign: the state, the cluster, the task runner and the data set,
+    all given up front; the loop, its phases and the iteration record."""
+
+    def __init__(self, camp: Campaign, state: RunState, cluster, runner: TaskRunner, records: list[dict]):
+        self.wf, self.reporter = camp.wf, camp.reporter
+        # paths are recorded (and task ids derived) as they were where the run was made; a moved or
+        # copied run reads its files here (RunLayout.here) and derives the same ids (as_recorded)
+        self.layout = RunLayout(camp.run_dir, recorded_origin(records, [] if records else state.tasks()))
+        self.structures, self.imported, self.elements = camp.structures, camp.imported, camp.elements
+        self.label_cfg, self.profile = camp.label_cfg, camp.profile
+        self.run_dir = camp.run_dir
+        self.state, self.cluster, self.runner = state, cluster, runner
+        self.data = DataSet()
+
     # ------------------------------------------------------------------ data
-    def _initial_data(self, runner: TaskRunner) -> list[str]:
+    def _initial_data(self) -> list[str]:
         wf = self.wf
         files = []
         recorded = json.loads(self.state.get_meta("initial_files") or "{}")  # name -> sha256
@@ -183,16 +237,7 @@ class Campaign:
         if n:
             p = self.layout.initial_data
             if not p.exists():
-                seed = derive_seed(wf.seed, "init")
-                frames = perturbed_copies(self.structures, n, wf.system.perturb_positions, wf.system.perturb_cell, seed)
-                for a in frames:
-                    a.info.update({FRAME_ID: frame_hash(a), ITERATION: -1, SOURCE: "init-perturbed"})
-                labeled, failed = self._label(runner, frames, -1, "label initial frames")
-                if not labeled:
-                    raise CampaignError("every initial frame failed to label:\n  - " + "\n  - ".join(
-                        f"{f['reason']}: {f['message']}" for f in failed[:10]),
-                        hint="check the label section (and the task directories under the run's label/ folder)")
-                write_frames(p, labeled)
+                self._label_initial(p, n)
             files.append(str(p))
         for f in map(Path, files):
             sha = whole.get(f.name) or file_digest(f)
@@ -206,11 +251,19 @@ class Campaign:
                               hint="set system.n_initial (e.g. 8) or give initial_data")
         return files
 
-    def _hold_out(self, labeled: list) -> None:
-        """Add the (max force deviation, true max force error) pairs of newly labeled candidates:
-        the ensemble that explored them was not trained on them (the calibration of auto levels)."""
-        d, e = held_out_pairs(labeled)
-        self.held_out = (np.concatenate([self.held_out[0], d]), np.concatenate([self.held_out[1], e]))
+    def _label_initial(self, path: Path, n: int) -> None:
+        """Label ``n`` randomly perturbed copies of the start structures into ``path``."""
+        wf = self.wf
+        seed = derive_seed(wf.seed, "init")
+        frames = perturbed_copies(self.structures, n, wf.system.perturb_positions, wf.system.perturb_cell, seed)
+        for a in frames:
+            a.info.update({FRAME_ID: frame_hash(a), ITERATION: -1, SOURCE: "init-perturbed"})
+        labeled, failed = self._label(frames, -1, "label initial frames")
+        if not labeled:
+            raise CampaignError("every initial frame failed to label:\n  - " + "\n  - ".join(
+                f"{f['reason']}: {f['message']}" for f in failed[:10]),
+                hint="check the label section (and the task directories under the run's label/ folder)")
+        write_frames(path, labeled)
 
     def _restore_data_file(self, r: dict) -> None:
         """Rebuild a damaged or deleted ``data/iter_NNN.extxyz`` from its per-label results (the
@@ -231,35 +284,35 @@ class Campaign:
                                   "iterations before this one (--from-run/--from-iteration)")
         self.reporter.message(f"rebuilt {out.name} ({problem}) from {len(frames)} per-label results in label/")
 
-    def _dataset_hash(self, files: list[str]) -> str:
+    def _dataset_hash(self) -> str:
         h = hashlib.sha256()
-        for f in files:
+        for f in self.data.files:
             h.update(Path(f).read_bytes())
         return h.hexdigest()[:16]
 
     # ------------------------------------------------------------------ phases
-    def _train(self, runner: TaskRunner, it: int, files: list[str], init: Optional[list[str]], phase: str) -> tuple[list[str], dict]:
+    def _train(self, it: int, init: Optional[list[str]], phase: str) -> tuple[list[str], dict]:
         wf = self.wf
-        dhash = self._dataset_hash(files)
+        dhash = self._dataset_hash()
         specs = []
         for m in range(wf.train.ensemble_size):
             init_path = init[m] if (init and wf.train.warm_start) else None
             tid = content_id("train", wf.train, self.elements, dhash, m, wf.seed, init_path)
-            seed = derive_seed(wf.seed, "train", it, m)
+            job = tasks.TrainJob(list(self.data.files), wf.train, self.elements, m, derive_seed(wf.seed, "train", it, m),
+                                 str(self.layout.here(init_path)) if init_path else None)
             specs.append(TaskSpec(tid, "train", it, tasks.train_task, self._task_dir(it, "train", f"member{m}", tid),
-                                  (files, wf.train, self.elements, m, seed, init_path), f"member {m}"))
-        outs = runner.run(specs, phase)
+                                  job, f"member {m}"))
+        outs = self.runner.run(specs, phase)
         bad = [o for o in outs if o.status != "done"]
         if bad:
             o = bad[0]
             raise CalculationError(f"training {o.spec.name} of iteration {it} failed: {(o.result or {}).get('message') or o.error}",
                                    hint=f"see {o.spec.task_dir}; rerun `elt run` to retry (finished members are kept)")
         done = [TrainResult.model_validate(o.result) for o in outs]
-        members = [r.checkpoint for r in done]
-        metrics = _mean_metrics([r.metrics for r in done])
-        return members, metrics
+        members = [self.layout.as_recorded(self.layout.here(r.checkpoint)) for r in done]
+        return members, _mean_metrics([r.metrics for r in done])
 
-    def _walkers(self, it: int, stage_index: int):
+    def _walkers(self, it: int, stage_index: int) -> list[tuple[WalkerSpec, object]]:
         wf = self.wf
         st = wf.explore.stages[stage_index]
         out = []
@@ -268,70 +321,73 @@ class Campaign:
                 for P in (st.pressures or [None]):
                     for w in range(st.walkers_per_structure):
                         wid = f"s{si}-T{T:g}" + (f"-P{P:g}" if P is not None else "") + f"-w{w}"
-                        out.append((wid, a, T, P, derive_seed(wf.seed, "walker", it, wid)))
+                        seed = derive_seed(wf.seed, "walker", it, wid)
+                        out.append((WalkerSpec(id=wid, temperature=T, pressure=P, seed=seed, iteration=it), a))
         return out
 
-    def _explore(self, runner: TaskRunner, it: int, stage_index: int, members: list[str], sel: SelectionLevels,
-                 follow=None) -> list[Outcome]:
+    def _explore_specs(self, it: int, stage_index: int, members: list[str], sel: SelectionLevels) -> list[TaskSpec]:
         wf = self.wf
         st = wf.explore.stages[stage_index]
-        walkers = [(WalkerSpec(id=wid, temperature=T, pressure=P, seed=seed, iteration=it), a)
-                   for wid, a, T, P, seed in self._walkers(it, stage_index)]
-        specs = []
+        walkers = self._walkers(it, stage_index)
+
+        def job(ws, starts):
+            return self._explore_job(ws, starts, members, st, sel)
+
         if not getattr(registry.get("explorer", st.explorer.kind), "batched", False):
-            for walker, a in walkers:  # one walker per task
-                tid = content_id("explore", st, sel, members, frame_hash(a), walker)
-                specs.append(TaskSpec(tid, "explore", it, tasks.explore_task, self._task_dir(it, "explore", walker.id, tid),
-                                      (walker, a, members, wf.train.kind, st, sel, wf.explore.threads), walker.id))
-        else:  # walkers grouped into tasks, each task one batched MD
-            groups = split_batches([len(a) for _, a in walkers], workers=self.cluster.worker_slots("explore"),
-                                   max_atoms=st.explorer.max_atoms,
-                                   max_walkers=self.profile.walkers_per_task or st.explorer.max_walkers)
-            for k, g in enumerate(groups):
-                ws, starts = [walkers[i][0] for i in g], [walkers[i][1] for i in g]
-                tid = content_id("explore-batch", st, sel, members, [frame_hash(a) for a in starts], ws)
-                specs.append(TaskSpec(tid, "explore", it, tasks.explore_batch_task,
-                                      self._task_dir(it, "explore", f"batch{k}", tid),
-                                      (ws, starts, members, wf.train.kind, st, sel, wf.explore.threads), f"batch{k}"))
+            return [TaskSpec(tid, "explore", it, tasks.explore_task, self._task_dir(it, "explore", w.id, tid),
+                             job([w], [a]), w.id)
+                    for w, a in walkers  # one walker per task
+                    for tid in [content_id("explore", st, sel, members, frame_hash(a), w)]]
+        # walkers grouped into tasks, each task one batched MD
+        groups = split_batches([len(a) for _, a in walkers], workers=self.cluster.worker_slots("explore"),
+                               max_atoms=st.explorer.max_atoms,
+                               max_walkers=self.profile.walkers_per_task or st.explorer.max_walkers)
+        specs = []
+        for k, g in enumerate(groups):
+            ws, starts = [walkers[i][0] for i in g], [walkers[i][1] for i in g]
+            tid = content_id("explore-batch", st, sel, members, [frame_hash(a) for a in starts], ws)
+            specs.append(TaskSpec(tid, "explore", it, tasks.explore_batch_task,
+                                  self._task_dir(it, "explore", f"batch{k}", tid), job(ws, starts), f"batch{k}"))
+        return specs
+
+    def _explore_job(self, walkers: list, starts: list, members: list[str], stage, sel) -> tasks.ExploreJob:
+        """The job of walkers driven by ``members`` (as recorded; the job opens them here)."""
+        return tasks.ExploreJob(walkers, starts, [str(self.layout.here(m)) for m in members], self.wf.train.kind,
+                                stage, sel, self.wf.explore.threads)
+
+    def _walk(self, o: Outcome) -> Walk:
+        """A walker's outcome with its result's files found here."""
+        w = Walk.of(o)
+        if w.result is not None:
+            here = self.layout.here
+            w.result = w.result.model_copy(update={
+                "candidates_file": str(here(w.result.candidates_file)),
+                "model_devi_file": str(here(w.result.model_devi_file)),
+                "features_file": str(here(w.result.features_file)) if w.result.features_file else None})
+        return w
+
+    def _explore(self, it: int, stage_index: int, members: list[str], sel: SelectionLevels,
+                 follow=None) -> tuple[list[Walk], list[Outcome]]:
+        """The iteration's walkers (in walker order) and the outcomes of the tasks ``follow`` added
+        (the streamed labels)."""
+        st = self.wf.explore.stages[stage_index]
+        specs = self._explore_specs(it, stage_index, members, sel)
         phase = f"iteration {it}: explore (stage {st.name or stage_index})" + (" + label" if follow else "")
         if follow is not None:
             inner = follow
-            follow = lambda o: [s for w in _per_walker(o) for s in inner(w)]  # noqa: E731
-        return [w for o in runner.run(specs, phase, follow)
-                for w in (_per_walker(o) if o.spec.kind == "explore" else [o])]
+            follow = lambda o: [s for w in _per_walker(o) for s in inner(self._walk(w))]  # noqa: E731
+        outs = self.runner.run(specs, phase, follow)
+        walks = [self._walk(w) for o in outs if o.spec.kind == "explore" for w in _per_walker(o)]
+        return walks, [o for o in outs if o.spec.kind != "explore"]
 
-    def _select_levels(self, stage_index: int, metrics: Optional[dict] = None) -> tuple[SelectionLevels, Optional[dict]]:
-        """The levels of an iteration in stage ``stage_index`` whose training gave ``metrics``, and,
-        where a level is auto, how it was derived (:mod:`elt.sampling.levels`; None when fixed)."""
-        wf = self.wf
-        st = wf.explore.stages[stage_index]
-        lo, hi = st.trust_lo or wf.select.trust_lo, st.trust_hi or wf.select.trust_hi
-        derived = None
-        calibration = 0
-        if "auto" in (lo, hi):
-            fit = ((metrics or {}).get("train") or (metrics or {}).get("valid") or {}).get("rmse_f")
-            devi, err = self.held_out
-            scale = calibrate(devi, err, wf.select.auto.min_frames)
-            auto = auto_levels(fit, scale, wf.select.auto, None if lo == "auto" else lo, None if hi == "auto" else hi)
-            lo, hi, derived = auto.lo, auto.hi, {**auto.as_dict(), "calibration_frames": int(len(devi))}
-            calibration = wf.select.auto.calibration_frames
-        lv = SelectionLevels(lo=lo, hi=hi, elo=wf.select.energy_trust_lo, ehi=wf.select.energy_trust_hi,
-                             max_per_walker=wf.select.max_per_walker, strategy=wf.select.strategy,
-                             calibration=calibration)
-        if wf.select.adaptive_lo is not None:
-            # walkers keep every frame below hi as a potential candidate; the driver sets lo
-            lv = lv.model_copy(update={"lo": 0.0, "elo": 0.0 if lv.ehi is not None else None,
-                                       "max_per_walker": None})
-        return lv, derived
-
-    def _pool_features(self, walks: list[Outcome], pool: list) -> np.ndarray:
+    def _pool_features(self, walks: list[Walk], pool: list[Pick]) -> np.ndarray:
         """Descriptor vectors of the pooled candidates (stored by the walkers next to their frames)."""
-        files = {}
+        files: dict[int, np.ndarray] = {}
         rows = []
-        for _, wi, c in pool:
-            if wi not in files:
-                files[wi] = np.load(_explored(walks[wi]).features_file)
-            rows.append(files[wi][c.index])
+        for p in pool:
+            if p.walker not in files:
+                files[p.walker] = np.load(walks[p.walker].result.features_file)
+            rows.append(files[p.walker][p.candidate.index])
         return np.asarray(rows).reshape(len(rows), -1)
 
     def _label_ids(self, frames: list) -> list[str]:
@@ -341,18 +397,17 @@ class Campaign:
         return [content_id("label", self.wf.label, template_hash, a.info.get(FRAME_ID) or frame_hash(a)) for a in frames]
 
     def _label_specs(self, frames: list, it: int) -> list[TaskSpec]:
-        wf = self.wf
         exec_settings = self.cluster.exec_settings("label")
         return [TaskSpec(tid, "label", it, tasks.label_task, self.layout.label_dir(tid),
-                         (a, self.label_cfg, exec_settings, wf.label.retries), a.info.get(FRAME_ID) or frame_hash(a))
+                         tasks.LabelJob(a, self.label_cfg, exec_settings, self.wf.label.retries),
+                         a.info.get(FRAME_ID) or frame_hash(a))
                 for a, tid in zip(frames, self._label_ids(frames))]
 
-    @staticmethod
-    def _label_results(outs: list[Outcome]) -> tuple[list, list[dict]]:
+    def _label_results(self, outs: list[Outcome]) -> tuple[list, list[dict]]:
         labeled, failed = [], []
         for o in outs:
             if o.status == "done":
-                labeled.append(tasks.load_labeled(o.result))
+                labeled.append(tasks.load_labeled({"file": str(self.layout.here(o.result["file"]))}))
             else:
                 r = o.result or {}
                 failed.append({"task": o.spec.id, "frame_id": o.spec.name, "reason": r.get("reason", "error"),
@@ -360,38 +415,20 @@ class Campaign:
                                "workdir": str(o.spec.task_dir)})
         return labeled, failed
 
-    def _fresh(self, frames: list, seen: set) -> list:
-        """Frames not yet in the data set nor chosen already (walkers of one start structure share
-        their step-0 frame; a frame can come back in a later iteration)."""
-        out = []
-        for a in frames:
-            fid = a.info.get(FRAME_ID)
-            if fid in self.known or fid in seen:
-                continue
-            seen.add(fid)
-            out.append(a)
-        return out
-
-    def _label(self, runner: TaskRunner, frames: list, it: int, phase: str) -> tuple[list, list[dict]]:
-        return self._label_results(runner.run(self._label_specs(frames, it), phase))
+    def _label(self, frames: list, it: int, phase: str) -> tuple[list, list[dict]]:
+        return self._label_results(self.runner.run(self._label_specs(frames, it), phase))
 
     def _stream_labels(self, it: int, n_walkers: int):
         """The follow-up of a finished walker when select.stream is on: label its share of the
-        candidates at once. Deterministic: the share and the seed depend on the walker only."""
-        wf = self.wf
-        quota = -(-wf.select.max_candidates // max(n_walkers, 1))
-
-        def follow(o: Outcome) -> list[TaskSpec]:
-            res = _explored(o) if o.status == "done" else None
-            if res is None or not res.candidates:
-                return []
-            devs = np.array([c.max_devi_f for c in res.candidates])
-            rng = np.random.default_rng(derive_seed(wf.seed, "select", it, o.spec.name))
-            idx = choose(devs, quota, wf.select.strategy, rng)
-            frames = read_frames(Path(res.candidates_file))
-            return self._label_specs(self._fresh([frames[res.candidates[i].index] for i in idx], seen), it)
-
+        candidates at once (:func:`elt.engine.selection.stream_picks`)."""
         seen: set = set()
+
+        def follow(w: Walk) -> list[TaskSpec]:
+            idx = stream_picks(self.wf, w.result, w.name, it, n_walkers)
+            if not idx:
+                return []
+            frames = read_frames(Path(w.result.candidates_file))
+            return self._label_specs(self.data.fresh([frames[w.result.candidates[i].index] for i in idx], seen), it)
 
         return follow
 
@@ -399,38 +436,18 @@ class Campaign:
         return self.layout.task_dir(it, kind, name, tid)
 
     # ------------------------------------------------------------------ the loop
-    def run(self) -> RunSummary:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        with RunLock(self.run_dir), RunState(self.run_dir) as state:
-            self.state = state
-            records = state.iterations()
-            check_compatible(state, self.wf, len(records), records)
-            self.prepare()
-            with open_cluster(self.profile, self.run_dir) as cluster:
-                self.cluster = cluster
-                self.reporter.message(f"cluster: {cluster.describe()}")
-                runner = TaskRunner(state, cluster, self.reporter)
-                self.runner = runner
-                return self._loop(runner, state, records)
-
-    def _loop(self, runner: TaskRunner, state: RunState, records: list[dict]) -> RunSummary:
+    def loop(self, records: list[dict]) -> RunSummary:
         wf = self.wf
-        done = state.count_tasks("done")  # before this run dispatches anything
+        done = self.state.count_tasks("done")  # before this run dispatches anything
         if any(done.values()):
             self.reporter.message("resuming: " + ", ".join(f"{n} {k}" for k, n in sorted(done.items()) if n)
                                   + " task(s) finished before are reused, not run again")
-        files = self._initial_data(runner)
+        files = self._initial_data()
         for r in records:
             self._restore_data_file(r)
             files.append(str(self.layout.data_file(r["data_file"])))
-        self.known: set = set()  # frame ids in the data set: never added (or labeled) twice
-        self.n_data = 0
-        self.held_out = (np.zeros(0), np.zeros(0))  # (deviation, true error) of labeled candidates
         for f in files:
-            frames = read_frames(Path(f))
-            self.known.update(a.info.get(FRAME_ID) for a in frames)
-            self.n_data += len(frames)
-            self._hold_out(frames)
+            self.data.add(Path(f), read_frames(Path(f)))
         pos = replay(wf, records)
         members = records[-1]["members"] if records else None
         if records:
@@ -439,21 +456,22 @@ class Campaign:
                                   f"({len(records)} finished; next: stage {st.name or pos.stage})")
         last = records[-1] if records else None
         while pos.done is None:
-            rec = last = self._iteration(runner, pos, files, members)
-            state.record_iteration(pos.iteration, rec)
-            files.append(rec["data_file"])
+            rec = last = self._iteration(pos, members).stored()
+            self.state.record_iteration(pos.iteration, rec)
             members = rec["members"]
             self.reporter.iteration_summary(rec)
             pos = advance(wf, pos, rec)
         # the final ensemble, trained on everything
-        final, metrics = self._train(runner, pos.iteration, files, members, "final training")
+        final, metrics = self._train(pos.iteration, members, "final training")
         final = self._publish_model(final)
-        state.set_meta("final", json.dumps({"members": final, "metrics": metrics, "status": pos.done}))
+        self.state.set_meta("final", json.dumps({"members": final, "metrics": metrics, "status": pos.done}))
         promised = ((last or {}).get("levels") or {}).get("target")  # what 'accurate' meant at the end
-        test = self._evaluate(runner, pos.iteration, final, promised) if wf.evaluate.frames else None
+        test = self._evaluate(pos.iteration, final, promised) if wf.evaluate.frames else None
         if test is not None:
-            state.set_meta("test", json.dumps(test))
-        return RunSummary(str(self.run_dir), pos.done, pos.iteration, self.n_data, final, metrics, test, runner.dispatched)
+            self.state.set_meta("test", json.dumps(test))
+        return RunSummary(str(self.run_dir), pos.done, pos.iteration, self.data.size,
+                          [str(self.layout.here(m)) for m in final], metrics, test,
+                          self.runner.dispatched)
 
     def _publish_model(self, members: list[str]) -> list[str]:
         """Copy the final members to RUN_DIR/model/ under their names, with the manifest of their
@@ -461,68 +479,20 @@ class Campaign:
         out = []
         for m in members:
             dst = self.layout.model_member(Path(m).name)
-            atomic_write_bytes(dst, Path(m).read_bytes())
-            out.append(str(dst))
+            atomic_write_bytes(dst, self.layout.here(m).read_bytes())
+            out.append(self.layout.as_recorded(dst))
         write_manifest(self.layout.model_dir, self.wf.train.kind, out)
         return out
 
-    @staticmethod
-    def _gather(walks: list[Outcome], it: int):
-        """Counts, stop reasons and the pooled candidates (max_devi_f, walker index, candidate) of
-        the iteration's walkers; raises when every walker failed."""
-        counts = {"accurate": 0, "candidate": 0, "failed": 0}
-        stop_reasons: dict[str, int] = {}
-        pool = []
-        walker_failures = []
-        for wi, o in enumerate(walks):
-            if o.status != "done":
-                walker_failures.append({"walker": o.spec.name, "message": (o.result or {}).get("message") or o.error})
-                continue
-            r = _explored(o)
-            for k in counts:
-                counts[k] += r.counts[k]
-            stop_reasons[r.stop_reason] = stop_reasons.get(r.stop_reason, 0) + 1
-            for c in r.candidates:
-                pool.append((c.max_devi_f, wi, c))
-        if walker_failures and len(walker_failures) == len(walks):
-            raise CalculationError(f"every exploration walker of iteration {it} failed: {walker_failures[0]['message']}",
-                                   hint="see the explore/ task folders of this iteration; rerun `elt run` to retry")
-        return counts, stop_reasons, pool, walker_failures
-
-    def _select(self, walks: list[Outcome], pool: list, counts: dict, lv: SelectionLevels, it: int):
-        """The frames to label among all walkers' candidates (adaptive lo, per-walker cap, budget,
-        strategy); updates ``counts`` under the adaptive lo. Returns the frames, the candidate pool
-        in force and the levels in force (lo set by the adaptive lo)."""
-        wf = self.wf
-        rng = np.random.default_rng(derive_seed(wf.seed, "select", it))
-        feats = self._pool_features(walks, pool) if wf.select.strategy == "fps" and pool else None
-        ad = wf.select.adaptive_lo
-        if ad is not None:  # re-classify every frame below hi with the adaptive lo
-            lo, keep = adaptive_lo(np.array([p[0] for p in pool]), ad.candidates, ad.fraction, ad.lo_min, lv.hi)
-            lv = lv.model_copy(update={"lo": lo})
-            counts["accurate"], counts["candidate"] = len(pool) - len(keep), len(keep)
-            pool, feats = [pool[i] for i in keep], (feats[keep] if feats is not None else None)
-            keep = cap_per_group([p[1] for p in pool], np.array([p[0] for p in pool]), wf.select.max_per_walker,
-                                 wf.select.strategy, rng, feats)
-            pool, feats = [pool[i] for i in keep], (feats[keep] if feats is not None else None)
-        chosen = choose(np.array([p[0] for p in pool]), wf.select.max_candidates, wf.select.strategy, rng, feats)
-        frames = _candidate_frames(walks, [pool[i][1:] for i in chosen])
-        return self._fresh(frames, set()), pool, lv
-
-    def _calibration_frames(self, walks: list[Outcome], it: int, chosen: set) -> list:
-        """``select.auto.calibration_frames`` frames drawn at random from every walker's random
-        sample of its frames below trust_hi (not only candidates), fresh ones only."""
-        want = self.wf.select.auto.calibration_frames
-        pool = [(wi, c) for wi, o in enumerate(walks) if o.status == "done" for c in _explored(o).calibration]
-        pool = [(wi, c) for wi, c in pool if c.frame_id not in chosen and c.frame_id not in self.known]
-        if not want or not pool:
-            return []
-        rng = np.random.default_rng(derive_seed(self.wf.seed, "calibrate", it))
-        pick = sorted(rng.choice(len(pool), size=min(want, len(pool)), replace=False).tolist())
-        out = _candidate_frames(walks, [pool[k] for k in pick])
-        for a in out:
-            a.info[PICK] = "calibration"  # reports tell the unrestricted sample from the candidates
-        return self._fresh(out, set())
+    def _frames_of(self, walks: list[Walk], picks: list[Pick]) -> list:
+        """The frames of ``picks`` from the walkers' candidates files (each read once), fresh ones only."""
+        cache: dict[int, list] = {}
+        out = []
+        for p in picks:
+            if p.walker not in cache:
+                cache[p.walker] = read_frames(Path(walks[p.walker].result.candidates_file))
+            out.append(cache[p.walker][p.candidate.index])
+        return self.data.fresh(out)
 
     def _check_failed_fraction(self, n: int, failed: list[dict], it: int) -> None:
         wf = self.wf
@@ -534,74 +504,84 @@ class Campaign:
                 hint="fix the label settings (see the task folders), or raise label.max_failed_fraction; "
                      "rerun `elt run` to continue: finished labels are kept")
 
-    def _iteration(self, runner: TaskRunner, pos: Position, files: list[str], members_prev) -> dict:
+    def _explore_and_label(self, it: int, si: int, members: list[str], levels: SelectionLevels):
+        """Explore, choose and label (streamed or after every walker). Returns the walkers, what
+        they found, the levels in force, the frames sent to labeling, the labels, and the seconds
+        of each phase."""
+        wf = self.wf
+        t = [time.perf_counter()]
+        if wf.select.stream:
+            walks, streamed = self._explore(it, si, members, levels,
+                                            self._stream_labels(it, len(self._walkers(it, si))))
+            rank = {w.name: i for i, w in enumerate(walks)}  # walker order, not completion order
+            streamed.sort(key=lambda o: (rank[o.spec.job.atoms.info[SOURCE]], o.spec.job.atoms.info[STEP]))
+        else:
+            walks, streamed = self._explore(it, si, members, levels)
+        t.append(time.perf_counter())
+        g = gather([w.result for w in walks], [w.name for w in walks], [w.error for w in walks])
+        if g.failures and len(g.failures) == len(walks):
+            raise CalculationError(f"every exploration walker of iteration {it} failed: {g.failures[0]['message']}",
+                                   hint="see the explore/ task folders of this iteration; rerun `elt run` to retry")
+        lv, pool = levels, g.pool
+        if wf.select.stream:  # labeled while exploring, in walker order
+            t.append(time.perf_counter())
+            labeled, failed = self._label_results(streamed)
+            frames = [o.spec.job.atoms for o in streamed]
+        else:
+            feats = self._pool_features(walks, g.pool) if wf.select.strategy == "fps" and g.pool else None
+            chosen, pool, lv = choose_labels(wf, g, levels, it, feats)
+            frames = self._frames_of(walks, chosen)
+            t.append(time.perf_counter())
+            labeled, failed = self._label(frames, it, f"iteration {it}: label")
+        picks = calibration_picks(wf, [w.result for w in walks], it,
+                                  {a.info.get(FRAME_ID) for a in frames} | self.data.known)
+        calib = self._frames_of(walks, picks)
+        for a in calib:
+            a.info[PICK] = "calibration"  # reports tell the unrestricted sample from the candidates
+        if calib:  # an unrestricted sample of the explored frames, labeled to calibrate the deviation
+            more, more_failed = self._label(calib, it, f"iteration {it}: label (calibration)")
+            labeled, failed, frames = labeled + more, failed + more_failed, frames + calib
+        t.append(time.perf_counter())
+        seconds = {"explore": t[1] - t[0], "select": t[2] - t[1], "label": t[3] - t[2]}
+        return walks, g, len(pool), lv, frames, calib, labeled, failed, seconds
+
+    def _iteration(self, pos: Position, members_prev) -> IterationRecord:
         wf = self.wf
         it, si = pos.iteration, pos.stage
         st = wf.explore.stages[si]
         t0 = time.perf_counter()
-        members, metrics = self._train(runner, it, files, members_prev, f"iteration {it}: train")
-        levels, derived = self._select_levels(si, metrics)
+        members, metrics = self._train(it, members_prev, f"iteration {it}: train")
+        levels, derived = iteration_levels(wf, si, metrics, self.data.held_out)
         t1 = time.perf_counter()
-        streamed = None
-        if wf.select.stream:
-            outs = self._explore(runner, it, si, members, levels, self._stream_labels(it, len(self._walkers(it, si))))
-            walks = [o for o in outs if o.spec.kind == "explore"]
-            rank = {o.spec.name: i for i, o in enumerate(walks)}  # walker order, not completion order
-            streamed = sorted((o for o in outs if o.spec.kind == "label"),
-                              key=lambda o: (rank[o.spec.args[0].info[SOURCE]], o.spec.args[0].info[STEP]))
-        else:
-            walks = self._explore(runner, it, si, members, levels)
-        t2 = time.perf_counter()
-        counts, stop_reasons, pool, walker_failures = self._gather(walks, it)
-        lv = levels
-        frames = []
-        if streamed is None:
-            frames, pool, lv = self._select(walks, pool, counts, lv, it)
-        t3 = time.perf_counter()
-        if streamed is not None:  # labeled while exploring, in walker order
-            labeled, failed = self._label_results(streamed)
-            frames = [o.spec.args[0] for o in streamed]
-        else:
-            labeled, failed = self._label(runner, frames, it, f"iteration {it}: label")
-        calib = self._calibration_frames(walks, it, {a.info.get(FRAME_ID) for a in frames})
-        if calib:  # an unrestricted sample of the explored frames, labeled to calibrate the deviation
-            more, more_failed = self._label(runner, calib, it, f"iteration {it}: label (calibration)")
-            labeled, failed, frames = labeled + more, failed + more_failed, frames + calib
-        t4 = time.perf_counter()
+        walks, g, n_pool, lv, frames, calib, labeled, failed, seconds = self._explore_and_label(it, si, members, levels)
         self._check_failed_fraction(len(frames), failed, it)
         data_file = self.layout.iteration_data(it)
-        label_tasks = self._label_ids(labeled)  # what rebuilds the data file (_restore_data_file)
         write_frames(data_file, labeled)
-        self.known.update(a.info.get(FRAME_ID) for a in labeled)
-        self._hold_out(labeled)
-        self.n_data += len(labeled)
-        dataset_size = self.n_data
+        self.data.add(data_file, labeled)
+        counts = g.counts
         total = sum(counts.values())
-        ratio = counts["accurate"] / total if total else 0.0
-        stuck = is_stuck(counts, len(pool), stage_threshold(wf, si))
-        return {
-            "iteration": it, "stage": si, "stage_name": st.name or f"stage {si}",
-            "temperatures": st.temperatures, "pressures": st.pressures,
-            "trust_lo": lv.lo, "trust_hi": lv.hi, "energy_trust_lo": lv.elo, "energy_trust_hi": lv.ehi,
-            "levels": derived, "calibration_labels": len(calib),
-            "accurate_threshold": stage_threshold(wf, si),
+        return IterationRecord(
+            iteration=it, stage=si, stage_name=st.name or f"stage {si}",
+            temperatures=st.temperatures, pressures=st.pressures,
+            trust_lo=lv.lo, trust_hi=lv.hi, energy_trust_lo=lv.elo, energy_trust_hi=lv.ehi,
+            levels=derived, calibration_labels=len(calib), accurate_threshold=stage_threshold(wf, si),
             # auto levels are trusted once a calibration of the deviation exists (plan.advance)
-            "calibrated": derived is None or derived.get("scale") is not None,
-            "walkers": len(walks), "walker_failures": walker_failures, "frames": total, **counts,
-            "accurate_ratio": ratio,
-            "candidate_ratio": counts["candidate"] / total if total else 0.0,
-            "failed_ratio": counts["failed"] / total if total else 0.0,
-            "stop_reasons": stop_reasons, "candidates": len(pool), "selected": len(frames),
-            "labels_ok": len(labeled), "labels_failed": len(failed), "failures": failed,
-            "dataset_size": dataset_size, "train": metrics, "members": members,
-            "explore_tasks": [str(o.spec.task_dir.relative_to(self.layout.explore_dir(it, ""))) for o in walks],
-            "data_file": str(data_file), "data_sha256": file_digest(data_file), "label_tasks": label_tasks,
-            "stuck": stuck,
-            "seconds": {"train": t1 - t0, "explore": t2 - t1, "select": t3 - t2, "label": t4 - t3},
-            "finished": time.time(),
-        }
+            calibrated=derived is None or derived.get("scale") is not None,
+            walkers=len(walks), walker_failures=g.failures, frames=total, **counts,
+            accurate_ratio=counts["accurate"] / total if total else 0.0,
+            candidate_ratio=counts["candidate"] / total if total else 0.0,
+            failed_ratio=counts["failed"] / total if total else 0.0,
+            stop_reasons=g.stop_reasons, candidates=n_pool, selected=len(frames),
+            labels_ok=len(labeled), labels_failed=len(failed), failures=failed,
+            dataset_size=self.data.size, train=metrics, members=members,
+            explore_tasks=[str(w.outcome.spec.task_dir.relative_to(self.layout.explore_dir(it, ""))) for w in walks],
+            data_file=str(data_file), data_sha256=file_digest(data_file),
+            label_tasks=self._label_ids(labeled),  # what rebuilds the data file (_restore_data_file)
+            stuck=is_stuck(counts, n_pool, stage_threshold(wf, si)),
+            seconds={"train": t1 - t0, **seconds},
+            finished=time.time())
 
-    def _evaluate(self, runner: TaskRunner, it: int, members: list[str], promised: Optional[float]) -> dict:
+    def _evaluate(self, it: int, members: list[str], promised: Optional[float]) -> dict:
         """Label fresh MD frames of the final ensemble and report its errors on them."""
         wf = self.wf
         ev = wf.evaluate
@@ -615,16 +595,17 @@ class Campaign:
         sel = SelectionLevels(lo=0.0, hi=float("inf"), strategy="random")
         a = self.structures[0]
         tid = content_id("evaluate", test_stage, members, frame_hash(a), walker)
-        [o] = runner.run([TaskSpec(tid, "explore", it, tasks.explore_task, self._task_dir(it, "evaluate", "md", tid),
-                                   (walker, a, members, wf.train.kind, test_stage, sel, wf.explore.threads), "test")],
-                         "final test: MD")
-        if o.status != "done":
-            return {"error": (o.result or {}).get("message") or o.error}
-        frames = fresh_test_frames(read_frames(Path(_explored(o).candidates_file)), self.known, ev.frames)
-        labeled, failed = self._label(runner, frames, it, "final test: label")
+        job = self._explore_job([walker], [a], members, test_stage, sel)
+        [o] = self.runner.run([TaskSpec(tid, "explore", it, tasks.explore_task,
+                                        self._task_dir(it, "evaluate", "md", tid), job, "test")], "final test: MD")
+        w = self._walk(o)
+        if w.result is None:
+            return {"error": w.error}
+        frames = fresh_test_frames(read_frames(Path(w.result.candidates_file)), self.data.known, ev.frames)
+        labeled, failed = self._label(frames, it, "final test: label")
         if not labeled:
             return {"error": "every test label failed", "failures": failed}
-        pot = registry.get("potential", wf.train.kind).load_ensemble([Path(m) for m in members])
+        pot = registry.get("potential", wf.train.kind).load_ensemble([self.layout.here(m) for m in members])
         out = {**ensemble_errors(pot, labeled), "temperature": T, "labels_failed": len(failed)}
         if promised is not None:
             out["promised_max_force_error"] = promised
@@ -642,23 +623,6 @@ def _per_walker(o: Outcome) -> list[Outcome]:
         spec = dataclasses.replace(o.spec, name=r["walker"], task_dir=o.spec.task_dir / r["walker"])
         out.append(dataclasses.replace(o, spec=spec, result={**r, "seconds": res.get("seconds", 0.0)}))
     return out
-
-
-def _candidate_frames(walks: list[Outcome], picks: list) -> list:
-    """The frames of ``picks`` ((walker index, Candidate) pairs) from the walkers' candidates files,
-    each file read once."""
-    cache: dict[int, list] = {}
-    out = []
-    for wi, c in picks:
-        if wi not in cache:
-            cache[wi] = read_frames(Path(_explored(walks[wi]).candidates_file))
-        out.append(cache[wi][c.index])
-    return out
-
-
-def _explored(o: Outcome) -> ExploreResult:
-    """The typed result of a finished exploration task (stored results of earlier runs included)."""
-    return ExploreResult.model_validate(o.result)
 
 
 def _mean_metrics(ms: list[dict]) -> dict:

@@ -20,9 +20,9 @@ class TaskSpec:
     id: str
     kind: str            # train | explore | label | evaluate
     iteration: int
-    fn: Callable[..., dict]
+    fn: Callable[..., dict]     # fn(task_dir, job) -> JSON-able result
     task_dir: Path
-    args: tuple = ()
+    job: Any = None             # the task's one input record (elt.engine.tasks: TrainJob, ExploreJob, LabelJob)
     name: str = ""
 
 
@@ -146,7 +146,7 @@ class TaskRunner:
                 if _reusable(rec):
                     finish(s, Outcome(s, rec["status"], rec["result"], reused=True))
                     continue
-                fut = client.submit(run_in_dir, s.fn, str(s.task_dir), *s.args, key=f"{s.kind}-{s.id}",
+                fut = client.submit(run_in_dir, s.fn, str(s.task_dir), s.job, key=f"{s.kind}-{s.id}",
                                     journal_file=str(RunLayout(self.state.run_dir).journal), tag=f"{s.kind}:{s.id}",
                                     pure=False, **self.cluster.submit_options(s.kind))
                 futures[fut] = s

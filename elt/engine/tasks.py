@@ -14,11 +14,12 @@ import os
 import socket
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 from elt.data.frames import atomic_write_text, attach_labels, read_frames, write_frames
-from elt.records import LabelResult, TrainResult
+from elt.records import LabelResult, SelectionLevels, TrainResult
 
 RESULT = "result.json"
 
@@ -71,20 +72,64 @@ def _set_threads(n: int) -> None:
         torch.set_num_threads(n)
 
 
+# ------------------------------------------------------------------ the inputs of a task
+@dataclass(frozen=True)
+class TrainJob:
+    """Fit ensemble member ``member`` on the frames of ``data_files``; warm-start from ``init_path``."""
+
+    data_files: list[str]
+    config: Any              # the workflow's train section
+    elements: list[str]
+    member: int
+    seed: int
+    init_path: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class ExploreJob:
+    """Walkers (:class:`elt.records.WalkerSpec`) from their start frames, driven by the ensemble
+    of ``members`` (checkpoints of the ``train_kind`` potential), under a stage's settings, with
+    local selection under ``levels`` (:class:`elt.records.SelectionLevels`, or its fields)."""
+
+    walkers: list
+    starts: list
+    members: list[str]
+    train_kind: str
+    stage: Any               # the stage's section (elt.config.sampling)
+    levels: Any
+    threads: int = 1
+
+    def __post_init__(self):
+        if isinstance(self.levels, dict):
+            object.__setattr__(self, "levels", SelectionLevels.model_validate(self.levels))
+        if len(self.walkers) != len(self.starts):
+            raise ValueError(f"{len(self.walkers)} walkers but {len(self.starts)} start frames")
+
+
+@dataclass(frozen=True)
+class LabelJob:
+    """Label one frame by the method of ``config`` (the label section), where ``exec_settings``
+    (:class:`elt.records.ExecSettings`) say; infrastructure failures are tried ``retries`` more times."""
+
+    atoms: Any
+    config: Any
+    exec_settings: Any
+    retries: int = 0
+
+
 # ------------------------------------------------------------------ train
-def train_task(task_dir: Path, data_files: list[str], train_cfg, elements: list[str], member: int,
-               seed: int, init_path: Optional[str]) -> dict:
+def train_task(task_dir: Path, job: TrainJob) -> dict:
     from elt import registry
 
-    _set_threads(train_cfg.threads)
+    _set_threads(job.config.threads)
     frames = []
-    for f in data_files:
+    for f in job.data_files:
         frames.extend(read_frames(Path(f)))
-    plugin = registry.get("potential", train_cfg.kind)
-    out = Path(task_dir) / plugin.checkpoint_name(member)
-    metrics = plugin.train_member(frames, train_cfg, list(elements), member, seed, out,
-                                  Path(init_path) if init_path else None)
-    return TrainResult(checkpoint=str(out), metrics=metrics, member=member).model_dump(mode="json")
+    plugin = registry.get("potential", job.config.kind)
+    out = Path(task_dir) / plugin.checkpoint_name(job.member)
+    metrics = plugin.train_member(frames, job.config, list(job.elements), job.member, job.seed, out,
+                                  Path(job.init_path) if job.init_path else None)
+    return TrainResult(checkpoint=str(out), metrics=metrics, member=job.member).model_dump(mode="json")
 
 
 # ------------------------------------------------------------------ explore
@@ -95,47 +140,46 @@ def _ensemble(kind: str, member_paths: tuple[str, ...], precision: Optional[str]
     return registry.get("potential", kind).load_ensemble([Path(p) for p in member_paths], precision=precision)
 
 
-def explore_task(task_dir: Path, walker, start, member_paths: list[str], train_kind: str,
-                 stage, levels, threads: int = 1) -> dict:
-    """One walker (:class:`elt.records.WalkerSpec`) from ``start``: MD by the stage's explorer
-    with the ensemble, deviations of every recorded frame, local selection under ``levels``
-    (:class:`elt.records.SelectionLevels`). Files and result: :func:`elt.sampling.walker_output.finish_walker`."""
-    [result] = _explore(threads, train_kind, member_paths, stage, levels, [walker], [start], [Path(task_dir)])
+def explore_task(task_dir: Path, job: ExploreJob) -> dict:
+    """One walker: MD by the stage's explorer with the ensemble, deviations of every recorded
+    frame, local selection under the job's levels. Files and result:
+    :func:`elt.sampling.walker_output.finish_walker`."""
+    [result] = _explore(job, [Path(task_dir)])
     return result
 
 
-def explore_batch_task(task_dir: Path, walkers: list, starts: list, member_paths: list[str], train_kind: str,
-                       stage, levels, threads: int = 1) -> dict:
+def explore_batch_task(task_dir: Path, job: ExploreJob) -> dict:
     """Several walkers in one task (an explorer that batches them, e.g. ``batched``): each walker's
     files in ``task_dir/WALKER_ID/``; the result lists the walkers' results in order."""
-    dirs = [Path(task_dir) / w.id for w in walkers]
+    dirs = [Path(task_dir) / w.id for w in job.walkers]
     for d in dirs:
         d.mkdir(parents=True, exist_ok=True)
-    return {"walkers": _explore(threads, train_kind, member_paths, stage, levels, walkers, starts, dirs)}
+    return {"walkers": _explore(job, dirs)}
 
 
-def _explore(threads: int, train_kind: str, member_paths: list[str], stage, levels, walkers, starts, dirs) -> list[dict]:
-    """The stage's explorer on ``walkers`` in one call, then each walker's files and result in its folder."""
+def _explore(job: ExploreJob, dirs: list[Path]) -> list[dict]:
+    """The stage's explorer on the job's walkers in one call, then each walker's files and result in its folder."""
     from elt import registry
     from elt.sampling.walker_output import finish_walker
 
-    _set_threads(threads)
-    pot = _ensemble(train_kind, tuple(member_paths), None)
-    explorer = registry.get("explorer", stage.explorer.kind)(stage.explorer)
-    recs = explorer.run(walkers, starts, pot, stage, levels, dirs)
-    return [finish_walker(d, w, rec, pot, levels, save_frames=stage.save_frames).model_dump(mode="json")
-            for w, rec, d in zip(walkers, recs, dirs)]
+    _set_threads(job.threads)
+    pot = _ensemble(job.train_kind, tuple(job.members), None)
+    explorer = registry.get("explorer", job.stage.explorer.kind)(job.stage.explorer)
+    recs = explorer.run(job.walkers, job.starts, pot, job.stage, job.levels, dirs)
+    return [finish_walker(d, w, rec, pot, job.levels, save_frames=job.stage.save_frames).model_dump(mode="json")
+            for w, rec, d in zip(job.walkers, recs, dirs)]
 
 
 # ------------------------------------------------------------------ label
-def label_task(task_dir: Path, atoms, label_cfg, exec_settings, retries: int = 0) -> dict:
+def label_task(task_dir: Path, job: LabelJob) -> dict:
     """Label one frame. Physics failures are returned as data (status failed, physics true) and
-    cached; infrastructure failures are retried ``retries`` times, then returned without caching
-    so that a later resume tries again."""
+    cached; infrastructure failures are retried ``job.retries`` times, then returned without
+    caching so that a later resume tries again."""
     from elt import registry
     from elt.errors import CalculationError
 
-    labeler = registry.get("labeler", label_cfg.kind)(label_cfg, exec_settings)
+    atoms, retries = job.atoms, job.retries
+    labeler = registry.get("labeler", job.config.kind)(job.config, job.exec_settings)
     attempts = 0
     last: Optional[BaseException] = None
     while attempts <= retries:

@@ -20,7 +20,7 @@ import numpy as np
 
 from elt.data.frames import FRAME_ID, MAX_DEVI_F, PICK, PRED_ENERGY, PRED_FORCES, SOURCE, labels_of, read_frames
 from elt.engine.state import holder, open_readonly
-from elt.data.layout import RunLayout
+from elt.data.layout import RunLayout, recorded_origin
 from elt.data.modeldevi import CLASSES, classify_table, counts, read_model_devi
 from elt.reporting.modeldevi import summarize
 from elt.reporting.stats import force_errors, spearman
@@ -31,38 +31,18 @@ _T = re.compile(r"-T([0-9.eE+-]+?)(?:-P|-w)")
 
 class Rebase:
     """Paths recorded by a run point into the run directory it had then; a run that was copied or
-    moved is read from where it is now."""
+    moved is read from where it is now (:meth:`elt.data.layout.RunLayout.here`)."""
 
     def __init__(self, run_dir: Path, old_root: Optional[Path]):
         self.run_dir = Path(run_dir).resolve()
-        self.old_root = old_root
+        self.layout = RunLayout(self.run_dir, old_root)
 
     def __call__(self, p) -> Path:
-        p = Path(p)
-        if self.old_root is not None:
-            try:
-                return self.run_dir / p.relative_to(self.old_root)
-            except ValueError:
-                pass
-        return p
+        return self.layout.here(p)
 
     @classmethod
     def detect(cls, run_dir: Path, records: list[dict], tasks: list[dict]) -> "Rebase":
-        root = None
-        for r in records:
-            if r.get("data_file"):
-                root = Path(r["data_file"]).parent.parent
-                break
-        if root is None:
-            for t in tasks:
-                res = t.get("result") or {}
-                if t["kind"] == "explore" and res.get("model_devi_file"):
-                    root = Path(res["model_devi_file"]).parents[3]
-                    break
-                if t["kind"] == "label" and res.get("file"):
-                    root = Path(res["file"]).parents[2]
-                    break
-        return cls(run_dir, root)
+        return cls(run_dir, recorded_origin(records, tasks))
 
 
 def _clean(x: Any) -> Any:

@@ -251,13 +251,13 @@ def test_batched_explorer_runs_each_walkers_bias_chain(members, tmp_path):
 def test_explore_task_runs_the_batched_explorer(members, tmp_path):
     """The engine's walker task with explorer: batched writes what it writes with the ASE path."""
     from elt.config.workflow import StageConfig
-    from elt.engine.tasks import explore_task
+    from elt.engine.tasks import ExploreJob, explore_task
     from elt.records import SelectionLevels, WalkerSpec
 
     stage = StageConfig(steps=30, record_every=10, stop_at_failed=False, explorer="batched")
     walker = WalkerSpec(id="w0", temperature=400.0, pressure=None, seed=3, iteration=0)
-    r = explore_task(tmp_path, walker, cuag(), [str(p) for p in members], "deepmd", stage,
-                     SelectionLevels(lo=0.0, hi=float("inf")))
+    r = explore_task(tmp_path, ExploreJob([walker], [cuag()], [str(p) for p in members], "deepmd", stage,
+                                          SelectionLevels(lo=0.0, hi=float("inf"))))
     table = np.loadtxt(tmp_path / "model_devi.out", ndmin=2)
     assert r["stop_reason"] == "completed" and r["n_frames"] == 4 and table.shape == (4, 8)
     assert len(r["candidates"]) == 4 and (tmp_path / "candidates.extxyz").exists()

@@ -7,7 +7,7 @@ import pytest
 from elt.data.modeldevi import stopped_on_bad_frame
 from elt.config.sampling import BeyondHi
 from elt.config.workflow import StageConfig
-from elt.engine.tasks import explore_task
+from elt.engine.tasks import ExploreJob, explore_task
 from elt.records import SelectionLevels, WalkerSpec
 from elt.sampling.md import run_walker
 
@@ -75,8 +75,8 @@ def test_frames_past_hi_are_never_candidates_and_the_walker_passes_them(tmp_path
     assert stage.past_hi().mode == "continue"
     assert StageConfig().past_hi().mode == "stop"
     walker = WalkerSpec(id="w0", temperature=900.0, pressure=None, seed=11, iteration=1)
-    r = explore_task(tmp_path, walker, cu_ensemble[1][0], [str(p) for p in cu_ensemble[0]], "deepmd", stage,
-                     SelectionLevels(lo=0.0, hi=hi, strategy="random"))
+    r = explore_task(tmp_path, ExploreJob([walker], [cu_ensemble[1][0]], [str(p) for p in cu_ensemble[0]], "deepmd",
+                                          stage, SelectionLevels(lo=0.0, hi=hi, strategy="random")))
     table = np.loadtxt(tmp_path / "model_devi.out", ndmin=2)
     above = table[:, 4] >= hi * (1 - 1e-6)  # the file keeps 7 digits; hi is one frame's own deviation
     assert r["beyond_frames"] >= 1 and above[:-1].any()  # went on after a frame at/above hi

@@ -6,7 +6,7 @@ import pytest
 
 from elt.config.workflow import StageConfig
 from elt.data.frames import MAX_DEVI_F, read_frames
-from elt.engine.tasks import explore_task
+from elt.engine.tasks import ExploreJob, explore_task
 from elt.records import SelectionLevels, WalkerSpec
 
 
@@ -14,8 +14,9 @@ def _run(tmp_path, cu_ensemble, stage, select, iteration=1, seed=4):
     walker = WalkerSpec(id="w0", temperature=600.0, pressure=None, seed=seed, iteration=iteration)
     d = tmp_path / f"walk-{iteration}-{seed}"
     d.mkdir()
-    return explore_task(d, walker, cu_ensemble[1][0], [str(p) for p in cu_ensemble[0]], "deepmd", stage,
-                        SelectionLevels(**select)), d
+    job = ExploreJob([walker], [cu_ensemble[1][0]], [str(p) for p in cu_ensemble[0]], "deepmd", stage,
+                     SelectionLevels(**select))
+    return explore_task(d, job), d
 
 
 def test_biased_metad_walker_with_fps_writes_everything(tmp_path, cu_ensemble):
