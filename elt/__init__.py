@@ -37,10 +37,12 @@ def run(workflow, workdir=None, cluster=None, reporter=None):
         return run_workflow(wf, Path(workdir) if workdir is not None else None, profile, reporter)
 
 
-def load_potential(path, **kwargs):
-    """Load a trained ensemble (a run's ``model`` folder or member checkpoints) and return an ASE
-    calculator: mean energy, forces, stress plus the model deviation in ``calc.results``.
+def load_potential(path, kind=None, **kwargs):
+    """Load a trained ensemble (a run's ``model`` folder, a member checkpoint or a list of them) and
+    return an ASE calculator: mean energy, forces, stress plus the model deviation in ``calc.results``.
+    ``kind``: the potential's kind (deepmd, mace, a plugin's); default: what the model folder's
+    manifest or the members' JSON twins record, else deepmd (runs made before the manifest).
     ``precision="float64"`` evaluates in double precision (default: the precision it was trained in)."""
     from elt.potentials import load_calculator
 
-    return load_calculator(path, **kwargs)
+    return load_calculator(path, kind=kind, **kwargs)

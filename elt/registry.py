@@ -28,7 +28,7 @@ _BUILTIN_MODULES = {
         "pyscf": "elt.labeling.pyscf",
         "cp2k": "elt.labeling.cp2k",
     },
-    "potential": {"deepmd": "elt.potentials.deepmd"},
+    "potential": {"deepmd": "elt.potentials.deepmd", "mace": "elt.potentials.mace"},
     "explorer": {"ase": "elt.sampling.ase_explorer", "batched": "elt.sampling.batched_explorer"},
     "cluster": {
         "local": "elt.dispatch.local",
@@ -43,6 +43,7 @@ _BUILTIN_CONFIGS = {
                 "cp2k": "elt.config.label:CP2KLabel"},
     "cluster": {"local": "elt.config.cluster:LocalProfile", "slurm": "elt.config.cluster:SlurmProfile",
                 "address": "elt.config.cluster:AddressProfile"},
+    "potential": {"deepmd": "elt.config.train:DeepMDTrain", "mace": "elt.config.train:MaceTrain"},
 }
 _entry_points_loaded = False
 _broken: dict[str, str] = {}  # entry point name -> its import error

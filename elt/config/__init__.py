@@ -2,7 +2,7 @@
 
 from elt.config.cluster import AddressProfile, LocalProfile, SlurmPool, SlurmProfile, load_profile, parse_profile
 from elt.config.label import AseLabel, CP2KLabel, EMTLabel, PySCFLabel
-from elt.config.train import DeepPotModel, TrainConfig
+from elt.config.train import DeepMDTrain, DeepPotModel, MaceModel, MaceTrain, TrainBase, TrainConfig
 from elt.config.workflow import (
     ConvergeConfig, ExploreConfig, SelectConfig, StageConfig, SystemConfig, Workflow,
     load_workflow, parse_workflow,
@@ -10,7 +10,7 @@ from elt.config.workflow import (
 
 __all__ = [
     "AddressProfile", "LocalProfile", "SlurmPool", "SlurmProfile", "load_profile", "parse_profile",
-    "AseLabel", "CP2KLabel", "EMTLabel", "PySCFLabel", "DeepPotModel", "TrainConfig", "ConvergeConfig",
+    "AseLabel", "CP2KLabel", "EMTLabel", "PySCFLabel", "DeepPotModel", "TrainConfig", "TrainBase", "DeepMDTrain", "MaceModel", "MaceTrain", "ConvergeConfig",
     "ExploreConfig", "SelectConfig", "StageConfig", "SystemConfig", "Workflow", "load_workflow",
     "parse_workflow",
 ]

@@ -13,7 +13,7 @@ from pydantic import Field, PositiveFloat, ValidationError, field_validator, mod
 from elt.config.base import Strict, format_validation_error, plugin_section
 from elt.config.label import EMTLabel
 from elt.config.sampling import BIASED_BEYOND_HI, AdaptiveLo, AseExplorer, AutoLevels, BeyondHi, Bias, MetadConfig
-from elt.config.train import TrainConfig
+from elt.config.train import DeepMDTrain
 from elt.errors import ConfigError
 from elt.records import ident
 
@@ -191,6 +191,7 @@ class EvaluateConfig(Strict):
     steps: int = Field(400, ge=1, description="MD steps of the test walker; the frames are spread evenly over them.")
 
 
+TrainSection = plugin_section("potential", "deepmd")  # deepmd, mace or an installed potential plugin
 LabelSection = plugin_section("labeler", "emt")  # emt, pyscf, cp2k or an installed labeler plugin
 
 
@@ -201,7 +202,7 @@ class Workflow(Strict):
     workdir: Optional[Path] = Field(None, description="Run directory; default: NAME next to the workflow file (or --workdir).")
     seed: int = Field(0, description="Base seed for every random choice of the run.")
     system: SystemConfig = Field(description="Start structures and initial data.")
-    train: TrainConfig = Field(default_factory=TrainConfig, description="Ensemble training.")
+    train: TrainSection = Field(default_factory=DeepMDTrain, description="Ensemble training: a mapping with the potential's kind (deepmd, the default; mace; or an installed potential plugin) and its settings.")
     explore: ExploreConfig = Field(default_factory=ExploreConfig, description="Exploration stages.")
     select: SelectConfig = Field(default_factory=SelectConfig, description="Trust levels and label budget.")
     label: LabelSection = Field(default_factory=EMTLabel, description="Reference method: a mapping with its kind (emt, pyscf, cp2k, or an installed labeler plugin) and that method's settings.")

@@ -9,7 +9,8 @@
       data/iter_NNN.extxyz     the labels of iteration NNN
       iter_NNN/KIND/NAME-ID8/  one folder per train/explore/evaluate task
       label/ID/                one folder per label task (shared by all iterations: a frame is labeled once)
-      model/member_I.pt        the final ensemble (what elt.load_potential takes)
+      model/                   the final ensemble (what elt.load_potential takes): the members'
+                               checkpoints (deepmd: member_I.pt) and potential.json (kind, member files)
       slurm_jobs.txt           SLURM worker jobs of the driver (cancelled by the next driver if it died)
       report/                  what `elt report` writes
 """
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 INITIAL_FILES = ("imported.extxyz", "init.extxyz")
+MODEL_MANIFEST = "potential.json"  # in a model folder: {"kind": KIND, "members": [FILE, ...]}
 
 
 def recorded_origin(records: list[dict], tasks: list[dict]) -> Path | None:
@@ -118,8 +120,13 @@ class RunLayout:
     def label_dir(self, task_id: str) -> Path:
         return self.run_dir / "label" / task_id
 
-    def model_member(self, member: int) -> Path:
-        return self.run_dir / "model" / f"member_{member}.pt"
+    @property
+    def model_dir(self) -> Path:
+        return self.run_dir / "model"
+
+    def model_member(self, name: str) -> Path:
+        """The final ensemble's member checkpoint ``name`` (the file name its plugin gave it)."""
+        return self.model_dir / name
 
     @property
     def report_dir(self) -> Path:

@@ -35,6 +35,7 @@ from elt.engine.runner import Outcome, Reporter, TaskRunner, TaskSpec
 from elt.engine.selection import Pick, calibration_picks, choose_labels, gather, iteration_levels, stream_picks
 from elt.engine.state import RunLock, RunState
 from elt.errors import CalculationError, CampaignError, ConfigError, SetupError, StateError
+from elt.potentials import write_manifest
 from elt.records import ExploreResult, IterationRecord, SelectionLevels, TrainResult, WalkerSpec
 from elt.sampling.batching import split_batches
 
@@ -473,12 +474,14 @@ class _Run:
                           self.runner.dispatched)
 
     def _publish_model(self, members: list[str]) -> list[str]:
-        """Copy the final members to RUN_DIR/model/member_I.pt (what elt.load_potential takes)."""
+        """Copy the final members to RUN_DIR/model/ under their names, with the manifest of their
+        kind (what elt.load_potential takes)."""
         out = []
-        for i, m in enumerate(members):
-            dst = self.layout.model_member(i)
+        for m in members:
+            dst = self.layout.model_member(Path(m).name)
             atomic_write_bytes(dst, self.layout.here(m).read_bytes())
             out.append(self.layout.as_recorded(dst))
+        write_manifest(self.layout.model_dir, self.wf.train.kind, out)
         return out
 
     def _frames_of(self, walks: list[Walk], picks: list[Pick]) -> list:

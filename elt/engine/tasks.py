@@ -126,7 +126,7 @@ def train_task(task_dir: Path, job: TrainJob) -> dict:
     for f in job.data_files:
         frames.extend(read_frames(Path(f)))
     plugin = registry.get("potential", job.config.kind)
-    out = Path(task_dir) / f"member_{job.member}.pt"
+    out = Path(task_dir) / plugin.checkpoint_name(job.member)
     metrics = plugin.train_member(frames, job.config, list(job.elements), job.member, job.seed, out,
                                   Path(job.init_path) if job.init_path else None)
     return TrainResult(checkpoint=str(out), metrics=metrics, member=job.member).model_dump(mode="json")

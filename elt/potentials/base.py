@@ -1,20 +1,31 @@
 """The potential plugin interface.
 
-A potential plugin (registered under group ``potential`` with the ``train.kind`` of the workflow)
-is a module-level object with two plain, picklable functions:
+A potential plugin is a :class:`Potential` (an instance, registered under group ``potential``
+with the ``train.kind`` it serves; its config model, a subclass of
+:class:`elt.config.train.TrainBase`, is registered with ``register_config("potential", KIND)``).
+The engine uses three things of it, all plain and picklable (they run in Dask workers):
 
 ``train_member(frames, config, elements, member, seed, out_path, init_path=None) -> dict``
     Fit one ensemble member on labeled frames (ASE Atoms with energy in eV, forces in eV/Å and
     optionally stress in eV/Å³, ASE sign convention, attached via a SinglePointCalculator) and
-    write its checkpoint to ``out_path`` (atomically). ``init_path`` is a previous checkpoint to
-    warm-start from. Returns JSON-able metrics: ``rmse_e`` (eV/atom) and ``rmse_f`` (eV/Å) on the
-    training and validation frames (keys ``train`` and ``valid``; ``valid`` is None when no frame
-    was held out), ``epochs``, ``steps``, ``step_cap``, ``best_step``, ``stop_reason`` (plateau | cap |
-    time), ``fit_ok`` and ``warnings`` (plain text: energies not fitted, stopped at a cap before a plateau),
-    ``seconds``, ``cpu_seconds``, ``n_frames``.
+    write its checkpoint to ``out_path`` (atomically; the engine names the file with
+    :meth:`Potential.checkpoint_name`). ``init_path`` is a previous iteration's checkpoint of the
+    same member to warm-start from. Returns JSON-able metrics: ``rmse_e`` (eV/atom) and ``rmse_f``
+    (eV/Å) on the training and validation frames (keys ``train`` and ``valid``; ``valid`` is None
+    when no frame was held out), ``epochs``, ``steps``, ``step_cap``, ``best_step``,
+    ``stop_reason`` (plateau | cap | time), ``fit_ok`` and ``warnings`` (plain text: energies not
+    fitted, stopped at a cap before a plateau), ``seconds``, ``cpu_seconds``, ``n_frames``.
+    :func:`elt.potentials.fitting.plateau_fit` and :func:`~elt.potentials.fitting.member_metrics`
+    give a plugin elt's training loop and these metrics.
 
 ``load_ensemble(member_paths, precision=None) -> EnsemblePotential``
     Build the ensemble from member checkpoints, without needing the training code path.
+
+``checkpoint_name(member) -> str``
+    The file name of member ``member``'s checkpoint (default ``member_I.pt``). The final ensemble
+    is copied under these names to ``RUN_DIR/model/``, next to a manifest
+    (:data:`elt.data.layout.MODEL_MANIFEST`: the kind and the member files) that
+    :func:`elt.load_potential` reads.
 
 Optionally an ensemble offers ``descriptors(atoms) -> (N, D)`` per-atom descriptors (used by the
 ``fps`` diversity selection). ``batch_evaluator(systems, device=, skin=)`` evaluates many systems
@@ -35,6 +46,20 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 
 from elt.potentials.deviation import frame_deviation
+
+
+def atom_chunks(frames: Sequence[Atoms], max_atoms: int) -> list[Sequence[Atoms]]:
+    """Consecutive runs of ``frames`` with at most ``max_atoms`` atoms each (a larger frame alone),
+    for evaluating many frames in a few batched calls."""
+    out, start = [], 0
+    while start < len(frames):
+        stop, n = start, 0
+        while stop < len(frames) and (stop == start or n + len(frames[stop]) <= max_atoms):
+            n += len(frames[stop])
+            stop += 1
+        out.append(frames[start:stop])
+        start = stop
+    return out
 
 
 def fully_periodic(atoms: Atoms) -> bool:
@@ -58,6 +83,25 @@ class EnsemblePrediction:
     @property
     def size(self) -> int:
         return int(self.energies.shape[0])
+
+
+class Potential(ABC):
+    """Base of a potential plugin (see the module docstring for the contract, shapes and units)."""
+
+    kind: str = ""
+
+    @abstractmethod
+    def train_member(self, frames: Sequence[Atoms], config, elements: Sequence[str], member: int, seed: int,
+                     out_path, init_path=None) -> dict:
+        """Fit one member on ``frames`` and write its checkpoint to ``out_path``; returns its metrics."""
+
+    @abstractmethod
+    def load_ensemble(self, member_paths: Sequence, precision: Optional[str] = None) -> "EnsemblePotential":
+        """The ensemble of the member checkpoints ``member_paths``."""
+
+    def checkpoint_name(self, member: int) -> str:
+        """File name of member ``member``'s checkpoint."""
+        return f"member_{int(member)}.pt"
 
 
 class EnsemblePotential(ABC):

@@ -41,7 +41,7 @@ def _problems(data):
     ({"selct": {}}, "selct: unknown key"),
     ({"select": {"trust_lo": 0.5, "trust_hi": 0.1}}, "trust_lo (0.5) must be below trust_hi (0.1)"),
     ({"select": {"trust_lo": -1}}, "select.trust_lo"),
-    ({"train": {"ensemble_size": 1}}, "train.ensemble_size"),
+    ({"train": {"ensemble_size": 1}}, "train.deepmd.ensemble_size"),  # the default kind validated it
     ({"label": {"kind": "vasp"}}, "label"),
     ({"label": {"kind": "pyscf", "basis": 3}}, "label.pyscf.basis"),
     ({"explore": {"stages": [{"ensemble": "npt"}]}}, "needs pressures"),

@@ -83,7 +83,9 @@ def test_loop_end_to_end_and_resume_reuses_everything(tmp_path, capsys):
         assert n_devi == r["frames"]
     size = len(dataset(run_dir))
     assert size == 4 + sum(r["labels_ok"] for r in recs)
-    assert sorted(p.name for p in (run_dir / "model").iterdir()) == ["member_0.pt", "member_1.pt"]
+    assert sorted(p.name for p in (run_dir / "model").iterdir()) == ["member_0.pt", "member_1.pt", "potential.json"]
+    assert json.loads((run_dir / "model" / "potential.json").read_text()) == {
+        "kind": "deepmd", "members": ["member_0.pt", "member_1.pt"]}
     ends = journal_ends(run_dir)
     assert all(n == 1 for n in ends.values())
     # a second run finds everything done and dispatches nothing

@@ -54,3 +54,24 @@ def md_cu(n: int, temperature: float, seed: int, size=(2, 2, 2), every: int = 10
         dyn.run(every)
         out.append(attach_labels(atoms, atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()))
     return out
+
+
+def fd_force(energies, atoms, i: int, c: int, h: float = 1e-5) -> np.ndarray:
+    """-dE/dx of atom ``i``, component ``c``, by central differences; ``energies(atoms) -> (k,)`` eV."""
+    plus, minus = atoms.copy(), atoms.copy()
+    plus.positions[i, c] += h
+    minus.positions[i, c] -= h
+    return -(energies(plus) - energies(minus)) / (2 * h)
+
+
+def fd_stress(energies, atoms, a: int, b: int, h: float = 1e-6) -> np.ndarray:
+    """ASE's stress component (a, b), (1/V) dE/dε_ab (eV/Å³), by central differences under the
+    symmetric strain ε_ab = ε_ba (positions scaled with the cell)."""
+    eps = np.zeros((3, 3))
+    eps[a, b] = eps[b, a] = h / (2 if a != b else 1)
+    e = []
+    for sign in (1, -1):
+        x = atoms.copy()
+        x.set_cell(atoms.cell.array @ (np.eye(3) + sign * eps), scale_atoms=True)
+        e.append(energies(x))
+    return (e[0] - e[1]) / (2 * h) / atoms.get_volume()

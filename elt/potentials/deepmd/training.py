@@ -3,16 +3,13 @@
 Loss per batch (DeePMD's): p_e * mean((dE/N)^2) + p_f * mean(dF^2) + p_v * mean((dW/N)^2), with
 Adam, exponential learning-rate decay from ``learning_rate`` to ``learning_rate_end`` over the step
 cap (faster after validation plateaus; training ends at a plateau at the final rate, see
-:mod:`elt.potentials.deepmd.schedule`) and prefactors p(t) = p_end + (p_start - p_end) * lr(t) / lr(0).
+:mod:`elt.potentials.schedule`, run by :func:`elt.potentials.fitting.plateau_fit`) and prefactors p(t) = p_end + (p_start - p_end) * lr(t) / lr(0).
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
-import logging
 import math
-import time
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -20,18 +17,17 @@ import numpy as np
 import torch
 from ase import Atoms
 
-from elt.config.train import TrainConfig
-from elt.data.frames import frame_hash, has_labels, labels_of
+from elt.config.train import DeepMDTrain
+from elt.data.frames import labels_of
 from elt.errors import SetupError
 from elt.potentials.base import fully_periodic
 from elt.potentials.deepmd.checkpoint import ARCH_KEYS, read_member, save_member
 from elt.potentials.deepmd.graph import TypeMap, build_graph, frame_pairs
 from elt.potentials.deepmd.model import DeepPot, build
-from elt.potentials.deepmd.schedule import CAP, PLATEAU, TIME, Plateau, fit_warnings, score, step_cap
+from elt.potentials.fitting import begin_member, dataset_hash, member_metrics, plateau_fit, split
+from elt.potentials.schedule import score
 
-log = logging.getLogger(__name__)
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
-MIN_VALID = 4  # fewest validation frames that judge plateaus alone
 
 
 class _Data:
@@ -65,14 +61,6 @@ class _Data:
         vir = np.stack([self.virial[i] if self.virial[i] is not None else np.zeros((3, 3)) for i in idx])
         return (g, t(g.vec), t(self.energy[idx]), t(np.concatenate([self.forces[i] for i in idx])),
                 t(self.n_atoms[idx]), t(vir), torch.as_tensor(has_v))
-
-
-def dataset_hash(frames: Sequence[Atoms]) -> str:
-    h = hashlib.sha256()
-    for a in frames:
-        h.update(frame_hash(a).encode())
-        h.update(np.float64(labels_of(a)[0]).tobytes())
-    return h.hexdigest()[:20]
 
 
 def _fit_statistics(model: DeepPot, data: _Data, elements: Sequence[str]) -> None:
@@ -145,29 +133,7 @@ def evaluate(model: DeepPot, data: _Data, idx: Sequence[int], dtype: torch.dtype
     return {"rmse_e": math.sqrt(se_e / len(idx)), "rmse_f": math.sqrt(se_f / max(n_f, 1)), "n_frames": len(idx)}
 
 
-def _split(n: int, config: TrainConfig, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    perm = rng.permutation(n)
-    n_valid = int(math.floor(config.validation_fraction * n))
-    n_valid = min(n_valid, n - 1)
-    valid, train = perm[:n_valid], perm[n_valid:]
-    if config.subsample is not None and len(train) > 1:
-        train = rng.choice(train, size=max(1, int(round(config.subsample * len(train)))), replace=False)
-    if config.bootstrap:
-        train = rng.choice(train, size=len(train), replace=True)
-    return np.sort(train), np.sort(valid)
-
-
-def _check_frames(frames: Sequence[Atoms]) -> None:
-    if len(frames) == 0:
-        raise SetupError("cannot train a potential on an empty data set (0 labeled frames)",
-                         hint="label some frames first (the initial data set must not be empty)")
-    bad = [i for i, a in enumerate(frames) if not has_labels(a)]
-    if bad:
-        raise SetupError(f"{len(bad)} training frame(s) carry no energy/forces labels (first: index {bad[0]})",
-                         hint="train only on labeled frames (elt.data.frames.attach_labels)")
-
-
-def _init_model(config: TrainConfig, elements: Sequence[str], data: _Data, seed: int,
+def _init_model(config: DeepMDTrain, elements: Sequence[str], data: _Data, seed: int,
                 init_path: Optional[Path]) -> tuple[DeepPot, dict]:
     hyper = config.model.model_dump(mode="json")
     dtype = _DTYPES[config.model.precision]
@@ -192,7 +158,7 @@ def _init_model(config: TrainConfig, elements: Sequence[str], data: _Data, seed:
     return model, {}
 
 
-def _prefactors(config: TrainConfig, ratio: float) -> tuple[float, float, float]:
+def _prefactors(config: DeepMDTrain, ratio: float) -> tuple[float, float, float]:
     """Loss prefactors at learning-rate ratio lr / learning_rate (DeePMD's schedule)."""
     (e0, e1), (f0, f1), (v0, v1) = config.energy_weight, config.force_weight, config.stress_weight
     return e1 + (e0 - e1) * ratio, f1 + (f0 - f1) * ratio, v1 + (v0 - v1) * ratio
@@ -224,94 +190,50 @@ def _check_score(model: DeepPot, data: _Data, train_idx, check_idx, dtype) -> fl
     return score(v["rmse_e"], v["rmse_f"])
 
 
-def _fit(model: DeepPot, data: _Data, train_idx, valid_idx, config: TrainConfig, warm: bool,
-         rng: np.random.Generator, dtype: torch.dtype) -> dict:
-    """Adam under the decaying learning rate, with plateau checks every ``valid_every`` steps (see
-    :mod:`elt.potentials.deepmd.schedule`); the best-scoring weights are loaded at the end.
-    Returns steps, epochs, stop_reason, the cap and the relative fall of the score at the end."""
-    t0 = time.perf_counter()
-    bs = min(config.batch_size, len(train_idx))
-    per_epoch = math.ceil(len(train_idx) / bs)
-    cap = (step_cap(len(train_idx), bs, config.warm_epochs, config.warm_min_steps, config.warm_max_steps) if warm
-           else step_cap(len(train_idx), bs, config.epochs, config.min_steps, config.max_steps))
-    # checked on the validation frames; with fewer than MIN_VALID of them (too noisy to judge a
-    # plateau or pick weights by) on them and up to 32 training frames
-    check_idx = valid_idx if len(valid_idx) >= MIN_VALID else np.concatenate([valid_idx, np.unique(train_idx)[:32]])
-    opt = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-    decay = (config.learning_rate_end / config.learning_rate) ** (1.0 / max(cap - 1, 1))
-    tracker = Plateau(config.patience, config.min_improvement)
-    drop, best, step, reason, order = 1.0, None, 0, CAP, np.zeros(0, dtype=np.int64)
-    while step < cap:
-        if step % per_epoch == 0:
-            order = rng.permutation(train_idx)
-        lr = max(config.learning_rate * decay ** step * drop, config.learning_rate_end)
-        for group in opt.param_groups:
+class _Trainee:
+    """One member under :func:`elt.potentials.fitting.plateau_fit`: DeePMD's loss with prefactors
+    that follow the learning rate; the energy shift realigned before each check."""
+
+    def __init__(self, model: DeepPot, data: _Data, config: DeepMDTrain, dtype: torch.dtype):
+        self.model, self.data, self.config, self.dtype = model, data, config, dtype
+        self.opt = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+
+    def step(self, idx, lr: float) -> None:
+        for group in self.opt.param_groups:
             group["lr"] = lr
-        b = step % per_epoch
-        loss, _, _ = _loss(model, data.batch(order[b * bs:(b + 1) * bs], dtype),
-                           _prefactors(config, lr / config.learning_rate))
-        opt.zero_grad(set_to_none=True)
+        loss, _, _ = _loss(self.model, self.data.batch(idx, self.dtype),
+                           _prefactors(self.config, lr / self.config.learning_rate))
+        self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
-        step += 1
-        if step % config.valid_every and step < cap:
-            continue
-        new_best, plateau = tracker.update(step, _check_score(model, data, train_idx, check_idx, dtype))
-        if new_best:
-            best = copy.deepcopy(model.state_dict())
-        if plateau:
-            if lr <= config.learning_rate_end * (1 + 1e-9):
-                reason = PLATEAU
-                break
-            drop *= config.plateau_factor
-        if config.max_seconds is not None and time.perf_counter() - t0 > config.max_seconds and step < cap:
-            reason = TIME
-            break
-    if best is not None and config.patience is not None:  # without plateau checks: the last weights
-        model.load_state_dict(best)
-    log.debug("score history %s", tracker.history)
-    return {"steps": step, "epochs": math.ceil(step / per_epoch), "stop_reason": reason, "step_cap": cap,
-            "best_step": tracker.best_step, "falling": tracker.falling_at_end()}
+        self.opt.step()
+
+    def score(self, train_idx, check_idx) -> float:
+        return _check_score(self.model, self.data, train_idx, check_idx, self.dtype)
+
+    def snapshot(self) -> dict:
+        return copy.deepcopy(self.model.state_dict())
+
+    def restore(self, snapshot: dict) -> None:
+        self.model.load_state_dict(snapshot)
 
 
-def train_member(frames: Sequence[Atoms], config: TrainConfig, elements: Sequence[str], member: int,
+def train_member(frames: Sequence[Atoms], config: DeepMDTrain, elements: Sequence[str], member: int,
                  seed: int, out_path, init_path=None) -> dict:
     """Fit one member and write its checkpoint to ``out_path``; see :mod:`elt.potentials.base`."""
-    t0, c0 = time.perf_counter(), time.process_time()
-    frames = list(frames)
-    _check_frames(frames)
-    torch.set_num_threads(int(config.threads))
-    torch.manual_seed(int(seed))
-    rng = np.random.default_rng(int(seed))
+    frames, rng, started = begin_member(frames, config, seed)
     elements = list(elements)
     typemap = TypeMap(elements)
     dtype = _DTYPES[config.model.precision]
     data = _Data(frames, typemap, config.model.rcut)
     model, _ = _init_model(config, elements, data, seed, init_path)
-    train_idx, valid_idx = _split(len(frames), config, rng)
+    train_idx, valid_idx = split(len(frames), config, rng)
 
-    fit = _fit(model, data, train_idx, valid_idx, config, init_path is not None, rng, dtype)
-    train = evaluate(model, data, np.unique(train_idx), dtype)
-    # a warm start ends at its (small) cap by design, and the next iteration goes on from it: it
-    # warns only when its score was still falling clearly, like training without plateau checks
-    warnings = fit_warnings(train, fit["stop_reason"], fit.pop("falling"),
-                            config.patience is not None and init_path is None)
-    for w in warnings:
-        log.debug("member %d: %s", member, w)  # the driver reports the warnings (metrics["warnings"])
-    metrics = {
-        "train": train,
-        "valid": evaluate(model, data, valid_idx, dtype),
-        **fit,
-        "fit_ok": not warnings,
-        # the virial term was live: some training frame carried stress and its prefactor was not zero
-        "virial_trained": bool(max(config.stress_weight) > 0
-                               and any(data.virial[i] is not None for i in np.unique(train_idx))),
-        "warnings": warnings,
-        "seconds": round(time.perf_counter() - t0, 3),
-        "cpu_seconds": round(time.process_time() - c0, 3),
-        "n_frames": len(frames),
-        "warm_start": init_path is not None,
-    }
+    warm = init_path is not None
+    fit = plateau_fit(_Trainee(model, data, config, dtype), train_idx, valid_idx, config, warm, rng)
+    virial = max(config.stress_weight) > 0 and any(data.virial[i] is not None for i in np.unique(train_idx))
+    metrics = member_metrics(fit, evaluate(model, data, np.unique(train_idx), dtype),
+                             evaluate(model, data, valid_idx, dtype), config, member, warm, virial,
+                             len(frames), started)
     meta = {
         "kind": "deepmd", "elements": elements, "model": config.model.model_dump(mode="json"),
         "member": int(member), "seed": int(seed), "dataset_hash": dataset_hash(frames),
