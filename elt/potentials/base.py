@@ -45,6 +45,7 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 
+from elt.data.frames import fully_periodic  # noqa: F401  (one rule: the only frames with a stress)
 from elt.potentials.deviation import frame_deviation
 
 
@@ -62,9 +63,6 @@ def atom_chunks(frames: Sequence[Atoms], max_atoms: int) -> list[Sequence[Atoms]
     return out
 
 
-def fully_periodic(atoms: Atoms) -> bool:
-    """Periodic in all three directions with a full-rank cell: the only frames with a stress."""
-    return bool(np.asarray(atoms.pbc).all()) and atoms.cell.rank == 3
 
 
 @dataclass
