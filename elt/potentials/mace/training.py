@@ -50,6 +50,8 @@ class _Data(FrameGraphs):
         self.forces = [np.asarray(f, dtype=np.float64).reshape(len(a), 3) for (_, f, _), a in zip(labels, self.frames)]
         self.stress = [_voigt_to_matrix(s) if s is not None and fully_periodic(a) else None
                        for (_, _, s), a in zip(labels, self.frames)]
+        # Å³ of the frames with stress (1 for the others: never divided by, see _stress_where_labeled)
+        self.volume = np.array([a.get_volume() if s is not None else 1.0 for a, s in zip(self.frames, self.stress)])
 
     def labeled_batch(self, idx: Sequence[int], dtype: torch.dtype) -> tuple[dict, "_Ref"]:
         idx = list(idx)
@@ -60,7 +62,7 @@ class _Data(FrameGraphs):
         ref = _Ref(energy=t(self.energy[idx]), forces=t(np.concatenate([self.forces[i] for i in idx])),
                    stress=t(np.stack([self.stress[i] if h else np.zeros((3, 3)) for i, h in zip(idx, has_s)])),
                    weight=ones, energy_weight=ones, forces_weight=ones, stress_weight=t(np.asarray(has_s, float)),
-                   ptr=graph["ptr"], batch=graph["batch"])
+                   volume=t(self.volume[idx]), ptr=graph["ptr"], batch=graph["batch"])
         return graph, ref
 
 
@@ -79,6 +81,17 @@ def _losses(config: MaceTrain, dtype: torch.dtype):
 
 def _forward(model, graph: dict, stress: bool, training: bool) -> dict:
     return model(dict(graph), training=training, compute_force=True, compute_stress=stress)
+
+
+def _stress_where_labeled(virials: torch.Tensor, ref: "_Ref") -> torch.Tensor:
+    """(G, 3, 3) predicted stress (eV/Å³, ASE's sign: ``-virials / V``) on the frames that carry a
+    stress label, zero on the others. mace-torch's own ``stress`` divides every frame's virial by
+    ``|det(cell)|`` and zeroes what is not finite: right in value, but for a frame without a cell
+    (a cluster, cell 0) the gradient of that division is 0 · (1/0) = NaN, and one such frame in a
+    batch makes every weight NaN, whatever its stress weight (0). Here only the labeled frames'
+    volumes are divided by."""
+    mask = ref.stress_weight.view(-1, 1, 1) > 0
+    return torch.where(mask, -virials / ref.volume.view(-1, 1, 1), torch.zeros_like(virials))
 
 
 def evaluate(model, data: _Data, idx: Sequence[int], dtype: torch.dtype, chunk: int = 16) -> Optional[dict]:
@@ -129,7 +142,9 @@ class _Trainee:
         graph, ref = self.data.labeled_batch(idx, self.dtype)
         stress = self.config.stress_weight > 0 and bool(ref.stress_weight.any())
         self.model.train()
-        out = _forward(self.model, graph, stress, True)
+        out = self.model(dict(graph), training=True, compute_force=True, compute_virials=stress)
+        if stress:
+            out = dict(out, stress=_stress_where_labeled(out["virials"], ref))
         loss = (self.loss_stress if stress else self.loss_plain)(ref, out)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
