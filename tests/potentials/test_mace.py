@@ -107,6 +107,51 @@ def test_ensemble_shapes_and_calculator(ens64):
     assert d.shape[0] == 8 and d.shape[1] > 0 and np.isfinite(d).all()
 
 
+def _cluster() -> Atoms:
+    """A labeled 13-atom Cu icosahedron: no cell (all zeros), not periodic, no stress."""
+    from ase.cluster import Icosahedron
+    from cu_frames import emt_label
+
+    c = Icosahedron("Cu", 2)
+    c.positions += np.random.default_rng(4).normal(0.0, 0.05, c.positions.shape)
+    return emt_label(c)
+
+
+def test_a_cluster_among_periodic_frames_trains_with_finite_metrics(plugin, tmp_path):
+    """Regression: one frame without a cell in a batch with stress frames made every weight NaN
+    (mace's own stress divides by |det cell| = 0: finite in value, NaN in its gradient)."""
+    cluster = _cluster()
+    frames = rattled_cu(3, size=(2, 1, 1), seed=5) + [cluster]
+    # one batch of all four frames: every step has the cluster beside frames with stress
+    metrics = plugin.train_member(frames, tiny_config(batch_size=4), ["Cu"], 0, 3, tmp_path / "m.pt")
+    assert metrics["virial_trained"] and metrics["steps"] >= 3
+    assert np.isfinite([metrics["train"]["rmse_e"], metrics["train"]["rmse_f"]]).all()
+    ens = plugin.load_ensemble([tmp_path / "m.pt"])
+    p_cluster, p_cell = ens.predict_many([cluster, frames[0]], stress=True)
+    assert np.isfinite(p_cluster.energies).all() and np.isfinite(p_cluster.forces).all() and p_cluster.stress is None
+    assert np.isfinite(p_cell.forces).all() and np.isfinite(p_cell.stress).all()
+
+
+def test_the_stress_loss_reads_only_frames_with_stress(plugin):
+    """The training stress is mace's stress (ASE's sign) on the periodic frames and 0 on the cluster,
+    whose stress weight is 0; the loss's gradient on such a mixed batch is finite."""
+    from elt.potentials.deepmd.graph import TypeMap
+    from elt.potentials.mace.training import _Data, _init_model, _losses, _stress_where_labeled
+
+    cfg = tiny_config(model=TINY.model_copy(update={"precision": "float64"}))
+    data = _Data(rattled_cu(2, size=(2, 1, 1), seed=6) + [_cluster()], TypeMap(["Cu"]), TINY.r_max)
+    model, _ = _init_model(cfg, ["Cu"], data, None)
+    graph, ref = data.labeled_batch([0, 2, 1], torch.float64)
+    assert ref.stress_weight.tolist() == [1.0, 0.0, 1.0]
+    out = model(dict(graph), training=True, compute_force=True, compute_virials=True, compute_stress=True)
+    stress = _stress_where_labeled(out["virials"], ref)
+    assert torch.allclose(stress[[0, 2]], out["stress"][[0, 2]], atol=1e-12) and stress[[0, 2]].abs().max() > 1e-6
+    assert torch.equal(stress[1], torch.zeros(3, 3, dtype=torch.float64))
+    _losses(cfg, torch.float64)[0](ref, dict(out, stress=stress)).backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
 def test_ase_and_batched_explorers_drive_the_mace_ensemble(ens64):
     """The ASE MD path and the batched engine (through the per-frame fallback) give the same walker."""
     from elt.potentials.batch import PerFrameBatch

@@ -1,5 +1,5 @@
 """Frames and configs shared by the conformance tests: EMT-labeled Cu frames (periodic cells and one
-cluster) and a tiny train section of the built-in Deep Potential."""
+cluster) and tiny train sections of the built-in Deep Potential and of MACE."""
 
 from __future__ import annotations
 
@@ -11,6 +11,10 @@ from elt.data.frames import attach_labels
 
 TINY_DEEPMD = {"model": {"rcut": 4.0, "rcut_smth": 2.0, "embedding": [8, 16], "axis_neuron": 4, "fitting": [16, 16]},
                "epochs": 3, "warm_epochs": 2, "min_steps": 1, "warm_min_steps": 1, "batch_size": 2, "threads": 1}
+# 8 channels, max_L 1, two interactions: about 40 CPU-s for check_potential (15 model builds, most of it)
+TINY_MACE = {"model": {"r_max": 4.0, "hidden_irreps": "8x0e+8x1o", "num_interactions": 2, "max_ell": 1,
+                       "correlation": 2, "num_bessel": 4, "radial_mlp": [8], "mlp_irreps": "4x0e"},
+             "epochs": 3, "warm_epochs": 2, "min_steps": 1, "warm_min_steps": 1, "batch_size": 2, "threads": 1}
 
 
 def emt_labeled(atoms):
