@@ -455,20 +455,25 @@ class _Run:
             self.reporter.message(f"resuming after iteration {records[-1]['iteration']} "
                                   f"({len(records)} finished; next: stage {st.name or pos.stage})")
         last = records[-1] if records else None
+        if pos.done is None:  # a finished run given more iterations or stages goes on: not finished now
+            self.state.drop_meta("ending", "final", "test")
         while pos.done is None:
             rec = last = self._iteration(pos, members).stored()
             self.state.record_iteration(pos.iteration, rec)
             members = rec["members"]
             self.reporter.iteration_summary(rec)
             pos = advance(wf, pos, rec)
+        # the loop has ended: `elt status` and `elt report` name the final training and test from here
+        self.state.set_meta("ending", json.dumps({"status": pos.done, "iteration": pos.iteration}))
         # the final ensemble, trained on everything
         final, metrics = self._train(pos.iteration, members, "final training")
         final = self._publish_model(final)
-        self.state.set_meta("final", json.dumps({"members": final, "metrics": metrics, "status": pos.done}))
         promised = ((last or {}).get("levels") or {}).get("target")  # what 'accurate' meant at the end
         test = self._evaluate(pos.iteration, final, promised) if wf.evaluate.frames else None
         if test is not None:
             self.state.set_meta("test", json.dumps(test))
+        # the run is finished once its final ensemble is tested (status and report say so from here)
+        self.state.set_meta("final", json.dumps({"members": final, "metrics": metrics, "status": pos.done}))
         return RunSummary(str(self.run_dir), pos.done, pos.iteration, self.data.size,
                           [str(self.layout.here(m)) for m in final], metrics, test,
                           self.runner.dispatched)

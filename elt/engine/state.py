@@ -105,6 +105,10 @@ class RunState:
         with self.db:
             self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
+    def drop_meta(self, *keys: str) -> None:
+        with self.db:
+            self.db.executemany("DELETE FROM meta WHERE key=?", [(k,) for k in keys])
+
     # ---------------------------------------------------------------- tasks
     def task(self, task_id: str) -> Optional[dict]:
         row = self.db.execute("SELECT status, result FROM tasks WHERE id=?", (task_id,)).fetchone()

@@ -276,6 +276,7 @@ def collect(run_dir: Path) -> dict:
         tasks = st.tasks()
         final = st.get_meta("final")
         test = st.get_meta("test")
+        ending = st.get_meta("ending")
         branched = st.get_meta("branched_from")
     rebase = Rebase.detect(run_dir, records, tasks)
     tasks_by_dir = {}  # a walker's folder under iter_NNN/explore/ -> its result
@@ -289,10 +290,14 @@ def collect(run_dir: Path) -> dict:
                 key = d.name if "walkers" not in res else f"{d.parent.name}/{d.name}"
                 tasks_by_dir[key] = {**w, "seconds": res.get("seconds")}
     rows = [_finished_row(r, tasks_by_dir, rebase) for r in records]
-    current = None
+    current = finishing = None
     if not final:
-        where = current_position(records, tasks, read_journal(run_dir), time.time())
-        current = _current_row(where, tasks, records[-1] if records else None, rebase)
+        where = current_position(records, tasks, read_journal(run_dir), time.time(),
+                                 json.loads(ending) if ending else None)
+        if where["ending"]:  # the loop has ended: no iteration in progress, the final training or test
+            finishing = {"phase": where["phase"], "status": where["ending"]}
+        else:
+            current = _current_row(where, tasks, records[-1] if records else None, rebase)
     labeled = [x for r in rows for x in r["labeled"]]
     fin = json.loads(final) if final else None
     drv = holder(run_dir)
@@ -308,6 +313,7 @@ def collect(run_dir: Path) -> dict:
         "branched_from": json.loads(branched) if branched else None,
         "iterations": rows,
         "current": current,
+        "finishing": finishing,
         "correlation": correlation(labeled),
         "tasks_done": dict(Counter(t["kind"] for t in tasks if t["status"] == "done")),
         "tasks_failed": dict(Counter(t["kind"] for t in tasks if t["status"] != "done")),

@@ -33,7 +33,7 @@ def _img(path: Path) -> str:
 def render_html(report: dict, pngs: Sequence[Path]) -> str:
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>elt report: {html.escape(report['run_dir'])}</title>"
              f"<style>{_CSS}</style></head><body>",
-             f"<h1>elt report</h1>"]
+             "<h1>elt report</h1>"]
     parts += [f"<p>{html.escape(line)}</p>" for line in tables.headline(report)]
     parts.append("<h2>Iterations</h2>" + _table(tables.COLUMNS, tables.summary_rows(report)))
     if pngs:

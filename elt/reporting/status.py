@@ -55,9 +55,12 @@ def estimate_remaining(means: dict[str, float], phase: str, phase_elapsed: float
     return left + sum(means.get(p, 0.0) for p in PHASES[i + 1:])
 
 
-def current_position(records: list[dict], tasks: list[dict], events: list[dict], now: float) -> dict:
+def current_position(records: list[dict], tasks: list[dict], events: list[dict], now: float,
+                     ending: Optional[dict] = None) -> dict:
     """The iteration in progress: its phase, tasks finished per kind, tasks running (started in the
-    journal and not ended), elapsed times and the estimate of the time left."""
+    journal and not ended), elapsed times and the estimate of the time left. ``ending`` (the state's
+    ``ending`` meta: the loop's stop reason, set before the final training) makes the phase
+    ``final training`` or ``final test`` and ``ending`` the stop reason; no iteration is in progress then."""
     it = records[-1]["iteration"] + 1 if records else 0
     t0 = records[-1].get("finished") if records else None
     if t0 is None:
@@ -98,9 +101,13 @@ def current_position(records: list[dict], tasks: list[dict], events: list[dict],
             running[k] = n
     means = mean_phase_seconds(records)
     phase_elapsed = now - phase_t0 if phase_t0 is not None else 0.0
+    eta = estimate_remaining(means, phase, phase_elapsed)
+    if ending:  # the tasks after the last iteration: its final training, then the test MD and labels
+        phase = "final training" if phase == "train" else "final test"
+        eta = None
     return {"iteration": it, "phase": phase, "tasks_done": done, "running": running,
             "elapsed_s": (now - since) if since is not None else None, "phase_elapsed_s": phase_elapsed,
-            "eta_s": estimate_remaining(means, phase, phase_elapsed), "phase_means_s": means,
+            "eta_s": eta, "phase_means_s": means, "ending": (ending or {}).get("status"),
             "stage": records[-1].get("stage") if records else 0}
 
 
@@ -112,11 +119,12 @@ def status_dict(run_dir: Path, now: Optional[float] = None) -> dict:
         tasks = st.tasks()
         final = st.get_meta("final")
         test = st.get_meta("test")
+        ending = st.get_meta("ending")
         last_task = st.db.execute("SELECT kind, iteration, finished FROM tasks ORDER BY finished DESC LIMIT 1").fetchone()
     driver = holder(Path(run_dir))
     cur = None
     if not final:
-        cur = current_position(recs, tasks, read_journal(Path(run_dir)), now)
+        cur = current_position(recs, tasks, read_journal(Path(run_dir)), now, json.loads(ending) if ending else None)
         if not driver:
             cur["running"] = {}  # nothing runs without a driver: started tasks were interrupted
             cur["eta_s"] = None
@@ -154,19 +162,23 @@ def status_text(run_dir: Path) -> str:
              + ", ".join(f"{k} {v}" for k, v in sorted(s["tasks_done"].items()))]
     cur = s["current"]
     if cur:
-        where = ("initial data (labeling the first frames)" if cur["phase"] == "initial data"
-                 else f"iteration {cur['iteration']}, phase {cur['phase']}")
+        if cur["ending"]:
+            where = f"{cur['phase']} (the loop has ended: {stop_text(cur['ending'])})"
+        elif cur["phase"] == "initial data":
+            where = "initial data (labeling the first frames)"
+        else:
+            where = f"iteration {cur['iteration']}, phase {cur['phase']}"
         last = s["last"]
-        if last is not None:
+        if last is not None and not cur["ending"]:
             where += f" (iteration {last['iteration']} ran stage {last.get('stage')}" + (
                 f" '{last['stage_name']}'" if last.get("stage_name") and last["stage_name"] != f"stage {last.get('stage')}" else "") + ")"
         lines.append(f"current: {where}"
                      + (f" for {_dur(cur['phase_elapsed_s'])}" if s["driver"] else " (interrupted; `elt run` resumes)"))
         if cur["tasks_done"]:
-            lines.append("  finished in this iteration: " + ", ".join(f"{k} {v}" for k, v in sorted(cur["tasks_done"].items())))
+            lines.append(("  finished since the loop ended: " if cur["ending"] else "  finished in this iteration: ") + ", ".join(f"{k} {v}" for k, v in sorted(cur["tasks_done"].items())))
         if cur["running"]:
             lines.append("  running: " + ", ".join(f"{k} {v}" for k, v in sorted(cur["running"].items())))
-        if s["driver"]:
+        if s["driver"] and not cur["ending"]:
             lines.append(f"  estimated time to the end of the iteration: {_dur(cur['eta_s'])}"
                          + (" (from the phase times of the last iterations)" if cur["eta_s"] is not None else
                             " (no finished iteration to estimate from)"))

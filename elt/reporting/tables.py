@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Optional
 
+from elt.engine.plan import stop_text
+
 COLUMNS = ("iter", "stage", "T (K)", "frames", "accurate", "candidate", "failed", "trust lo/hi (eV/Å)",
            "labels +ok/-failed", "failure reasons", "data set", "force RMSE train/valid (eV/Å)",
            "energy RMSE train/valid (meV/atom)")
@@ -50,6 +52,8 @@ def summary_rows(report: dict) -> list[list[str]]:
 def headline(report: dict) -> list[str]:
     lines = [f"run {report['run_dir']}: {report['state']}"
              + (f" ({report['final']['status']})" if report.get("final") else "")
+             + (f" ({report['finishing']['phase']}; the loop has ended: {stop_text(report['finishing']['status'])})"
+                if report.get("finishing") else "")
              + (f"; driver {report['driver']}" if report.get("driver") else "")]
     c = report["correlation"]
     if c["n"]:

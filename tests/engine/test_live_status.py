@@ -24,9 +24,12 @@ WORKFLOW = {
     "explore": {"stages": [{"temperatures": [300, 700], "steps": 1000, "record_every": 50, "max_iterations": 2}]},
     "select": {"trust_lo": 0.03, "trust_hi": 0.6, "max_candidates": 3},
     "converge": {"max_iterations": 2},
+    "evaluate": {"frames": 3, "steps": 300},
     "cluster": {"kind": "local", "n_workers": 2},
 }
 STATUS = re.compile(r"^current: iteration (\d+), phase (\w+)", re.M)
+FINAL_STATUS = re.compile(r"^current: (final training|final test) \(the loop has ended: ", re.M)
+FINAL_REPORT = re.compile(r": running \((final training|final test); the loop has ended: ")
 REPORT = re.compile(r"^│?\s*(\d+) \(in progress: (\w+)\)", re.M)  # the first cell of the iterations table
 
 
@@ -78,6 +81,22 @@ def test_status_and_report_agree_on_the_phase_of_a_live_run_and_then_say_finishe
                 assert in_report == where, f"elt status:\n{s}\nelt report:\n{r}"
                 agreed.append(where)
         assert agreed, f"the run ended before status and report were read in one explore or label phase: {seen}"
+        # the loop has ended: the final training and test are named so, not as one more iteration
+        finishing = []
+        while p.poll() is None and not finishing:
+            with open_readonly(run_dir) as st:
+                ended = bool(st.get_meta("ending")) and not st.get_meta("final")
+            if not ended:
+                continue
+            s1, r = _status(run_dir, capsys)[0], _report(run_dir, capsys, "--no-plots")[0]
+            s2 = _status(run_dir, capsys)[0]
+            before, after = FINAL_STATUS.search(s1), FINAL_STATUS.search(s2)
+            assert before and "phase" not in s1 and "iteration 2" not in s1, s1
+            if after and before.group(1) == after.group(1):  # the report was read in that phase too
+                m = FINAL_REPORT.search(r)
+                assert m and m.group(1) == before.group(1) and "in progress" not in r, f"elt status:\n{s1}\nelt report:\n{r}"
+                finishing.append(before.group(1))
+        assert finishing, "the run ended before status and report were read in its final training or test"
         assert p.wait(timeout=600) == 0, tail(log)
     with open_readonly(run_dir) as st:
         reason = json.loads(st.get_meta("final"))["status"]
