@@ -83,6 +83,12 @@ def _reusable(rec: Optional[dict]) -> bool:
     return bool(rec["result"] and rec["result"].get("physics"))
 
 
+# Dask's KilledWorker says the workers died, not why; the commonest cause with elt is memory
+KILLED_HINT = (" (hint: a worker that outgrows its memory is killed: raise the memory of the pool that "
+               "runs this kind of task in the cluster profile (`memory:`; local clusters: `memory_limit`), "
+               "or run fewer tasks per worker; the worker logs say more)")
+
+
 @dataclass
 class TaskRunner:
     state: RunState
@@ -95,21 +101,16 @@ class TaskRunner:
     check_every: float = 5.0
 
     def _completed(self, futures: dict):
-        """Yield futures as they finish; every few seconds ask the cluster whether tasks can run
+        """Yield futures of ``futures`` as they finish (the caller removes each); every few seconds ask the cluster whether tasks can run
         at all (a SLURM pool whose jobs never start raises a DispatchError instead of hanging)."""
         from distributed import wait
 
-        finished: set = set()
-        while True:
-            pending = [f for f in futures if f not in finished]  # futures grows while we wait
-            if not pending:
-                return
+        while futures:  # the caller takes each yielded future out of it; follow-up tasks join it
             try:
-                done, _ = wait(pending, timeout=self.check_every, return_when="FIRST_COMPLETED")
+                done, _ = wait(list(futures), timeout=self.check_every, return_when="FIRST_COMPLETED")
             except TimeoutError:  # distributed's TimeoutError is the builtin one
                 done = set()
             for fut in done:
-                finished.add(fut)
                 yield fut
             check = getattr(self.cluster, "check", None)
             if check is not None:
@@ -157,12 +158,13 @@ class TaskRunner:
         try:
             start(specs)
             for fut in self._completed(futures):
-                s = futures[fut]
+                s = futures.pop(fut)
                 try:
                     res = fut.result()
                 except Exception as e:  # the task raised or its worker died too often
+                    message = str(e) + (KILLED_HINT if type(e).__name__ == "KilledWorker" else "")
                     out = Outcome(s, "failed", {"physics": False, "reason": type(e).__name__,
-                                                "message": str(e)}, error=f"{type(e).__name__}: {e}")
+                                                "message": message}, error=f"{type(e).__name__}: {message}")
                     self.state.record_task(s.id, s.kind, s.iteration, "failed", out.result)
                 else:
                     status = "failed" if res.get("status") == "failed" else "done"
@@ -170,6 +172,9 @@ class TaskRunner:
                     self.state.record_task(s.id, s.kind, s.iteration, status, res,
                                            seconds=float(res.get("seconds", 0.0)),
                                            attempts=int(res.get("attempts", 1)))
+                # its result is recorded: the scheduler may forget it (a result held by a future
+                # whose worker's job ends would be computed again, in a job submitted for nothing)
+                fut.release()
                 self.timeline.append((s.kind, phase, submitted[s.id], time.perf_counter(),
                                       float((out.result or {}).get("seconds", 0.0))))
                 finish(s, out)

@@ -136,6 +136,31 @@ def test_task_that_kills_its_workers_fails_after_max_task_attempts(cluster, tmp_
     assert ok.result(timeout=120)[1] == "elt-work"
 
 
+@by_value
+def die_in_task(task_dir, counter):
+    import os
+
+    with open(counter, "a") as f:
+        f.write(os.environ["SLURM_JOB_ID"] + "\n")
+    os._exit(1)
+
+
+def test_a_task_whose_workers_die_is_recorded_failed_with_a_hint_on_memory(cluster, tmp_path):
+    """Dask's KilledWorker says the workers died, not why: elt's runner adds the commonest cause."""
+    from elt.engine.runner import TaskRunner, TaskSpec
+    from elt.engine.state import RunState
+
+    counter = tmp_path / "deaths"
+    with RunState(tmp_path / "run") as st:
+        (out,) = TaskRunner(st, cluster).run([TaskSpec("t", "explore", 0, die_in_task, tmp_path / "run" / "t",
+                                                       str(counter))], "test phase")
+        recorded = st.task("t")
+    assert out.status == "failed" and out.result["reason"] == "KilledWorker"
+    assert "memory of the pool" in out.result["message"] and "`memory:`" in out.result["message"]
+    assert recorded["status"] == "failed" and recorded["result"]["message"] == out.result["message"]
+    assert len(counter.read_text().split()) == 2       # max_task_attempts: 2
+
+
 def test_bad_partition_shows_slurms_message(slurm, tmp_path):
     data = load_profile("slurm-localhost").model_dump()
     data["pools"]["dft"]["partition"] = "no_such_partition"
@@ -205,6 +230,61 @@ def test_idle_jobs_are_cancelled_down_to_min_jobs(slurm, tmp_path):
                  poll=0.5)
         assert any(f"job {job_id}): idle above demand, cancelled" in e for e in c.scaler.events)
         wait_for(lambda: job_id not in squeue_ids(), f"end of the cancelled job {job_id}", poll=0.5)
+
+
+@by_value
+def job_id_after(task_dir, marker):
+    """A task of elt's runner: waits for ``marker`` (if given), returns its SLURM job id."""
+    import os
+    import pathlib
+    import time
+
+    while marker and not pathlib.Path(marker).exists():
+        time.sleep(0.2)
+    return {"job": os.environ["SLURM_JOB_ID"]}
+
+
+def test_after_every_job_is_cancelled_jobs_are_submitted_only_for_the_tasks_left(slurm, tmp_path):
+    """Issue 19: after all worker jobs were scancelled, label-pool jobs were submitted with no
+    label waiting: the runner held the futures of finished labels, so Dask computed their lost
+    results again in new jobs. A phase of elt's runner: label A finishes, train B still runs when
+    every job is cancelled; a job comes for B (work pool), none for A (dft pool)."""
+    import time
+
+    import dask
+
+    from elt.engine.runner import TaskRunner, TaskSpec
+    from elt.engine.state import RunState
+
+    marker, run = tmp_path / "go", tmp_path / "run"
+    specs = [TaskSpec("a", "label", 0, job_id_after, run / "a", None),
+             TaskSpec("b", "train", 0, job_id_after, run / "b", str(marker))]
+    with dask.config.set({"distributed.deploy.lost-worker-timeout": "1s"}):  # the window passes quickly
+        with open_cluster(localhost_profile(tmp_path / "logs"), tmp_path) as c, RunState(run) as st:
+            seen: dict = {}
+
+            def cancel_everything(outcome):
+                if outcome.spec.id != "a":
+                    return []
+                assert outcome.status == "done"
+                ours = {j.job_id for j in c.scaler.jobs.values()}
+                assert {j.pool for j in c.scaler.jobs.values()} == {"dft", "work"}
+                subprocess.run(["scancel", *sorted(ours)], check=True, timeout=30)
+                wait_for(lambda: not ours & {j.job_id for j in c.scaler.jobs.values()} and not ours & squeue_ids(),
+                         f"the scaler dropping the cancelled jobs {sorted(ours)} (events: {list(c.scaler.events)})",
+                         poll=0.5)
+                n = len(c.scaler.events)
+                time.sleep(5 * c.scaler.interval + 3.0)  # past the lost-worker timeout, several scaling steps
+                seen.update(ours=ours, after=list(c.scaler.events)[n:], jobs=dict(c.scaler.jobs))
+                marker.touch()
+                return []
+
+            out = {o.spec.id: o for o in TaskRunner(st, c).run(specs, "test phase", follow=cancel_everything)}
+    events = "\n".join(seen["after"])
+    assert not [e for e in seen["after"] if e.startswith("elt-dft-") and "submitted job" in e], events
+    assert all(j.pool == "work" for j in seen["jobs"].values()), (seen["jobs"], events)
+    assert out["a"].status == out["b"].status == "done"
+    assert out["b"].result["job"] not in seen["ours"]  # B ran again, in a job submitted for it
 
 
 @by_value
