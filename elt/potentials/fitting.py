@@ -19,7 +19,7 @@ import numpy as np
 from ase import Atoms
 
 from elt.data.frames import frame_hash, has_labels, labels_of
-from elt.errors import SetupError
+from elt.errors import CalculationError, SetupError
 from elt.potentials.schedule import CAP, PLATEAU, TIME, Plateau, fit_warnings, step_cap
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,14 @@ def plateau_fit(trainee: Trainee, train_idx: np.ndarray, valid_idx: np.ndarray, 
         step += 1
         if step % config.valid_every and step < cap:
             continue
-        new_best, plateau = tracker.update(step, trainee.score(train_idx, check_idx))
+        score = trainee.score(train_idx, check_idx)
+        if not math.isfinite(score):  # one NaN step poisons every weight: stop, say so
+            raise CalculationError(
+                f"training diverged: the validation score is {score} after {step} steps (the weights are no "
+                "longer finite)", reason="diverged",
+                hint="lower the train section's learning_rate, and check the data set for outlier labels "
+                     "(frames with very large forces or energies)")
+        new_best, plateau = tracker.update(step, score)
         if new_best:
             best = trainee.snapshot()
         if plateau:
