@@ -63,8 +63,6 @@ def atom_chunks(frames: Sequence[Atoms], max_atoms: int) -> list[Sequence[Atoms]
     return out
 
 
-
-
 @dataclass
 class EnsemblePrediction:
     """Per-member predictions for one frame.

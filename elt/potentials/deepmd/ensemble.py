@@ -10,9 +10,10 @@ import torch
 from ase import Atoms
 
 from elt.errors import ConfigError, SetupError
-from elt.potentials.base import EnsemblePotential, EnsemblePrediction, fully_periodic
+from elt.potentials.base import EnsemblePotential, EnsemblePrediction, atom_chunks, fully_periodic
 from elt.potentials.deepmd.checkpoint import check_compatible, read_member
-from elt.potentials.deepmd.graph import Graph, TypeMap, build_graph
+from elt.potentials.deepmd.graph import Graph, build_graph
+from elt.potentials.neighbors import TypeMap
 from elt.potentials.deepmd.model import DeepPot, build, stack_states
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -71,13 +72,7 @@ class DeepPotEnsemble(EnsemblePotential):
     def predict_many(self, frames: Sequence[Atoms], *, stress: bool = False) -> list[EnsemblePrediction]:
         """Frames are evaluated in batches of up to ``max_atoms_per_batch`` atoms."""
         preds: list[EnsemblePrediction] = []
-        start = 0
-        while start < len(frames):
-            stop, n = start, 0
-            while stop < len(frames) and (stop == start or n + len(frames[stop]) <= self.max_atoms_per_batch):
-                n += len(frames[stop])
-                stop += 1
-            chunk = frames[start:stop]
+        for chunk in atom_chunks(frames, self.max_atoms_per_batch):
             want_virial = stress and any(fully_periodic(a) for a in chunk)
             g = build_graph(chunk, self.typemap, self.rcut)
             out = self._run(g, want_virial)
@@ -87,7 +82,6 @@ class DeepPotEnsemble(EnsemblePotential):
                 if want_virial and fully_periodic(atoms):
                     s = -out["virial"][:, f] / atoms.get_volume()
                 preds.append(EnsemblePrediction(out["energy"][:, f], out["forces"][:, sel], s))
-            start = stop
         return preds
 
 

@@ -22,7 +22,8 @@ from elt.data.frames import labels_of
 from elt.errors import SetupError
 from elt.potentials.base import fully_periodic
 from elt.potentials.deepmd.checkpoint import ARCH_KEYS, read_member, save_member
-from elt.potentials.deepmd.graph import TypeMap, build_graph, frame_pairs
+from elt.potentials.deepmd.graph import build_graph
+from elt.potentials.neighbors import TypeMap, frame_pairs
 from elt.potentials.deepmd.model import DeepPot, build
 from elt.potentials.fitting import begin_member, dataset_hash, member_metrics, plateau_fit, split
 from elt.potentials.schedule import score

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from elt.potentials.deepmd.graph import _box, build_graph, frame_pairs
+from elt.potentials.deepmd.graph import build_graph
+from elt.potentials.neighbors import box, frame_pairs
 
 
 @dataclass
@@ -59,7 +60,7 @@ class VerletGroup:
         wid = np.repeat(np.arange(len(systems)), [len(a) for a in systems])
         cart = g.vec - (ref[g.neighbor] - ref[:, None, :])  # S · cell on real slots, the pad on empty ones
         empty = np.linalg.norm(g.vec, axis=-1) > cutoff
-        inv = np.stack([np.linalg.inv(_box(a)[0]) if bool(np.asarray(a.pbc).any()) else np.zeros((3, 3))
+        inv = np.stack([np.linalg.inv(box(a)[0]) if bool(np.asarray(a.pbc).any()) else np.zeros((3, 3))
                         for a in systems])
         shifts = np.rint(np.einsum("nsi,nij->nsj", cart, inv[wid]))
         shifts[empty] = 0.0

@@ -12,7 +12,7 @@ from ase import Atoms
 
 from elt.errors import ConfigError, SetupError
 from elt.potentials.base import EnsemblePotential, EnsemblePrediction, atom_chunks, fully_periodic
-from elt.potentials.deepmd.graph import TypeMap, frame_pairs
+from elt.potentials.neighbors import TypeMap, frame_pairs
 from elt.potentials.mace.imports import mace_modules
 from elt.potentials.mace.model import DTYPES, build, check_compatible, graph_dict, load_member
 

@@ -22,7 +22,7 @@ from ase import Atoms
 
 from elt.errors import SetupError
 from elt.potentials.checkpoint import read_checkpoint, save_checkpoint
-from elt.potentials.deepmd.graph import TypeMap, frame_pairs
+from elt.potentials.neighbors import TypeMap, frame_pairs
 from elt.potentials.mace.imports import default_dtype, mace_modules, quiet
 
 FORMAT = "elt-mace"

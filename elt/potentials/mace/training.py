@@ -25,7 +25,7 @@ from ase import Atoms
 from elt.config.train import MaceTrain
 from elt.data.frames import labels_of
 from elt.potentials.base import fully_periodic
-from elt.potentials.deepmd.graph import TypeMap
+from elt.potentials.neighbors import TypeMap
 from elt.potentials.fitting import begin_member, dataset_hash, member_metrics, plateau_fit, split
 from elt.potentials.mace.imports import mace_modules
 from elt.potentials.mace.model import (DTYPES, FrameGraphs, build, check_compatible, read_member, save_member,
