@@ -95,8 +95,10 @@ def plugin_section(group: str, default_kind: str | None = None):
 
         try:
             model = registry.config_model(group, kind)
-        except ConfigError as e:
-            raise ValueError("; ".join([e.message, *e.problems, e.hint])) from None
+        except ConfigError as e:  # reported at the section's kind field
+            raise ValidationError.from_exception_data("kind", [InitErrorDetails(
+                type="value_error", loc=("kind",), input=kind,
+                ctx={"error": ValueError("; ".join([e.message, *e.problems, e.hint]))})]) from None
         try:
             return model.model_validate({**value, "kind": kind})
         except ValidationError as e:  # re-raised under the kind, as a discriminated union reports it

@@ -36,7 +36,7 @@ def _problems(fn, *args) -> list[str]:
 
 def test_unknown_cluster_kind_lists_the_known_ones_plugins_included():
     [p] = _problems(parse_profile, {"kind": "kubernetes"})
-    assert "unknown cluster kind 'kubernetes'" in p
+    assert p.startswith("kind: unknown cluster kind 'kubernetes'"), p  # the field that is wrong, not "(top level)"
     known = p.split("use one of: ")[1].split(";")[0].split(", ")
     assert {"address", "local", "slurm", "test-local-env"} <= set(known) and known == sorted(known), p
 

@@ -44,7 +44,7 @@ def test_mace_kind_gets_its_own_model_and_shared_fields():
 
 
 @pytest.mark.parametrize("train,expect", [
-    ({"kind": "nequip"}, "unknown potential kind 'nequip'; use one of: deepmd, mace"),
+    ({"kind": "nequip"}, "train.kind: unknown potential kind 'nequip'; use one of: deepmd, mace"),
     ({"kind": "mace", "epoch": 3}, "train.mace.epoch: unknown key"),
     ({"kind": "mace", "model": {"rcut": 4.0}}, "train.mace.model.rcut: unknown key"),  # deepmd's name
     ({"kind": "mace", "model": {"hidden_irreps": "32 scalars"}}, "expected irreps in e3nn notation"),
