@@ -12,6 +12,7 @@ from typing import Optional
 
 import typer
 
+from elt.dispatch import QUIET_DASK
 from elt.errors import EltError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -37,8 +38,11 @@ def _setup_logging(level: int) -> None:
     for noisy in ("distributed", "dask_jobqueue", "tornado", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     # distributed sets up its own logging when it is first imported (after this), from dask's
-    # config: say there that only errors are for the user (worker processes inherit it too)
-    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
+    # config: say there that only errors are for the user (local worker processes inherit it too;
+    # SLURM worker jobs drop it again, see elt.dispatch.slurm: their logs are files, not the terminal)
+    if "DASK_LOGGING__DISTRIBUTED" not in os.environ:
+        os.environ["DASK_LOGGING__DISTRIBUTED"] = "error"
+        os.environ[QUIET_DASK] = "1"
 
 
 def _console():

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 import shutil
 import subprocess
@@ -29,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
+from elt.dispatch import QUIET_DASK
 from elt.dispatch.base import Cluster
 from elt.dispatch.dask_adapter import SpecClusterAdapter
 from elt.data.layout import RunLayout
@@ -82,6 +84,8 @@ def job_options(profile, pool_name: str, log_dir: str) -> dict[str, Any]:
     # BLAS/OpenMP threads of the worker's tasks; MPI programs under a launcher get 1 per rank
     omp = 1 if pool.launcher else pool.threads_per_task
     prologue = [f"export OMP_NUM_THREADS={omp}", *pool.prologue]
+    if os.environ.get(QUIET_DASK):  # elt quieted Dask for its terminal; a job's log keeps its warnings
+        prologue.insert(0, f"unset DASK_LOGGING__DISTRIBUTED {QUIET_DASK}")
     return dict(
         cores=pool.cores,
         memory=pool.memory,

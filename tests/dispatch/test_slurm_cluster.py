@@ -297,13 +297,12 @@ def sleep_and_tell(seconds: float):
 
 
 @pytest.mark.slow
-def test_workers_hand_over_before_the_walltime(slurm, tmp_path, monkeypatch):
+def test_workers_hand_over_before_the_walltime(slurm, tmp_path):
     """Walltime 90 s, margin 20 s: the worker retires after 70 ± 10 s, by itself and before SLURM's
     time limit; the task it was running moves to a new job without counting as a failure
     (max_task_attempts: 1 would turn a counted death into KilledWorker)."""
     # the worker's log must say why it closed: an `elt` command run earlier in this process set
-    # DASK_LOGGING__DISTRIBUTED=error (what elt's users see), which the worker jobs would inherit
-    monkeypatch.delenv("DASK_LOGGING__DISTRIBUTED", raising=False)
+    # DASK_LOGGING__DISTRIBUTED=error (what elt's users see); the worker jobs drop it again
     prof = localhost_profile(tmp_path / "logs", max_task_attempts=1,
                              pools=one_pool(walltime="00:01:30", lifetime_margin=20, max_jobs=1))
     with open_cluster(prof, tmp_path) as c:

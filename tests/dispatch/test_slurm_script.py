@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
@@ -66,6 +67,25 @@ def test_job_script_of_each_pool(tmp_path):
     stagger = int(option(cmd, "--lifetime-stagger").rstrip("s"))
     assert 0 < stagger and life + stagger < 4 * 3600
     assert "--death-timeout 120" in cmd
+
+
+def test_jobs_drop_the_terminal_quiet_dask_logging_that_elt_set(tmp_path, monkeypatch):
+    """The CLI quiets Dask for its terminal (DASK_LOGGING__DISTRIBUTED=error); worker jobs inherit the
+    driver's environment, and their log files need Dask's warnings (memory, lost scheduler)."""
+    from elt.dispatch import QUIET_DASK
+
+    for var in ("DASK_LOGGING__DISTRIBUTED", QUIET_DASK):  # as before the test afterwards
+        monkeypatch.setenv(var, "")
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("DASK_LOGGING__DISTRIBUTED", "error")  # the user's own setting is kept
+    assert "unset DASK_LOGGING__DISTRIBUTED" not in job_scripts(profile(), run_dir=tmp_path)["cpu"]
+    monkeypatch.delenv("DASK_LOGGING__DISTRIBUTED")
+    assert main(["validate", str(PROFILE_DIR / "slurm-localhost.yaml")]) == 0  # any elt command quiets Dask
+    assert os.environ["DASK_LOGGING__DISTRIBUTED"] == "error"
+    for script in job_scripts(profile(), run_dir=tmp_path).values():
+        lines = script.splitlines()
+        unset = lines.index(f"unset DASK_LOGGING__DISTRIBUTED {QUIET_DASK}")
+        assert unset < lines.index(worker_command(script))
 
 
 def test_processes_split_cores_and_slots(tmp_path):
