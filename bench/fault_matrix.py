@@ -28,8 +28,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
 import yaml
+
+from elt.engine.dataset import labeled_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW = {
@@ -80,17 +81,6 @@ def run_until(wf, run_dir, profile, log, stop=None, timeout=900.0) -> int | None
         return p.returncode
     finally:
         kill_group(p)
-
-
-def dataset(run_dir: Path) -> list:
-    from elt.data.frames import FRAME_ID, labels_of, read_frames
-
-    out = []
-    for f in sorted((run_dir / "data").glob("*.extxyz")):
-        for a in read_frames(f):
-            e, frc, _ = labels_of(a)
-            out.append((f.name, a.info[FRAME_ID], round(e, 8), np.round(frc, 6).tobytes()))
-    return out
 
 
 def started(kind: str, nth: int = 1, after: str | None = None):
@@ -180,7 +170,7 @@ def run_case(name: str, apply, profile: Path | None, root: Path, reference: list
         return "FAILED", f"rerun exited {rc}; see {ctx['log']}"
     ends = Counter(e["task"] for e in events(ctx["run"]) if e["event"] == "end")
     twice = [t for t, n in ends.items() if n > 1]
-    same = dataset(ctx["run"]) == reference
+    same = labeled_rows(ctx["run"]) == reference
     if same and not twice:
         return "survived", "same data set, no task finished twice"
     return "FAILED", ("data set differs" if not same else "") + (f" {len(twice)} task(s) finished twice" if twice else "")
@@ -223,7 +213,7 @@ def main(argv=None) -> int:
         if rc != 0:
             print(f"{cname}: the reference run failed (exit {rc}); see {ref_dir / 'elt.log'}")
             continue
-        reference = dataset(ref_dir / "run")
+        reference = labeled_rows(ref_dir / "run")
         for name in names:
             t0 = time.monotonic()
             verdict, detail = run_case(name, CASES[name], profile, root / cname, reference)

@@ -19,6 +19,19 @@ from elt.errors import ConfigError, SetupError
 from elt.sampling.levels import held_out_pairs
 
 
+def labeled_rows(run_dir: Path) -> list[tuple[str, str, float, bytes]]:
+    """What a run's ``data/*.extxyz`` files hold, to compare two runs (tests, bench/fault_matrix.py):
+    per frame in file order (file name, frame id, energy in eV to 1e-8, forces in eV/Å to 1e-6 as bytes)."""
+    from elt.data.frames import labels_of
+
+    out = []
+    for f in sorted((Path(run_dir) / "data").glob("*.extxyz")):
+        for a in read_frames(f):
+            e, frc, _ = labels_of(a)
+            out.append((f.name, a.info[FRAME_ID], round(e, 8), np.round(frc, 6).tobytes()))
+    return out
+
+
 def run_data_files(run_dir: Path, iteration: Optional[int] = None) -> list[Path]:
     """The labeled data files of a run in order; with ``iteration``, those of the initial data and
     of iterations 0..iteration (inclusive)."""

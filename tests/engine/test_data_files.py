@@ -6,10 +6,12 @@ import json
 import sqlite3
 from pathlib import Path
 
-from elt.cli.main import main
-from elt.engine.state import open_readonly
+from drive import journal_ends
+from test_loop_e2e import TINY, write_wf
 
-from test_loop_e2e import TINY, dataset, journal_ends, write_wf
+from elt.cli.main import main
+from elt.engine.dataset import labeled_rows
+from elt.engine.state import open_readonly
 
 
 def _truncate(p: Path) -> None:
@@ -21,7 +23,7 @@ def test_damaged_data_files_are_rebuilt_by_run_and_refused_by_export(tmp_path, c
     wf = write_wf(tmp_path)
     assert main(["run", str(wf)]) == 0
     run = tmp_path / "tiny"
-    reference = dataset(run)
+    reference = labeled_rows(run)
     labels_before = sum(n for t, n in journal_ends(run).items() if t.startswith("label:"))
     it0, init = run / "data" / "iter_000.extxyz", run / "data" / "init.extxyz"
     capsys.readouterr()
@@ -36,7 +38,7 @@ def test_damaged_data_files_are_rebuilt_by_run_and_refused_by_export(tmp_path, c
     assert main(["run", str(wf)]) == 0
     out = capsys.readouterr().out
     assert "rebuilt iter_000.extxyz" in out and "init.extxyz differs" in out
-    assert dataset(run) == reference
+    assert labeled_rows(run) == reference
     assert sum(n for t, n in journal_ends(run).items() if t.startswith("label:")) == labels_before  # nothing relabeled
     assert main(["export", str(run), "--format", "extxyz", "-o", str(tmp_path / "x.extxyz")]) == 0
 

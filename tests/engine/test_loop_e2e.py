@@ -4,8 +4,6 @@ import json
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -14,9 +12,11 @@ import numpy as np
 import pytest
 import yaml
 
+from drive import Journal, elt_command, journal_ends, process, tail, wait_for
+
 from elt.cli.main import main
-from elt.config import load_workflow
-from elt.data.frames import FRAME_ID, labels_of, read_frames
+from elt.data.frames import read_frames
+from elt.engine.dataset import labeled_rows
 from elt.engine.state import open_readonly
 
 TINY = {
@@ -37,26 +37,6 @@ def write_wf(tmp_path: Path, data=TINY, name="wf.yaml") -> Path:
     p = tmp_path / name
     p.write_text(yaml.safe_dump(data))
     return p
-
-
-def dataset(run_dir: Path):
-    out = []
-    for f in sorted((run_dir / "data").glob("*.extxyz")):
-        for a in read_frames(f):
-            e, frc, _ = labels_of(a)
-            out.append((f.name, a.info[FRAME_ID], round(e, 8), np.round(frc, 6).tobytes()))
-    return out
-
-
-def journal_ends(run_dir: Path) -> Counter:
-    c = Counter()
-    p = run_dir / "journal.log"
-    if p.exists():
-        for line in p.read_text().splitlines():
-            ev = json.loads(line)
-            if ev["event"] == "end":
-                c[ev["task"]] += 1
-    return c
 
 
 def test_loop_end_to_end_and_resume_reuses_everything(tmp_path, capsys):
@@ -81,7 +61,7 @@ def test_loop_end_to_end_and_resume_reuses_everything(tmp_path, capsys):
             assert np.all(table[:, 4] >= table[:, 6]) and np.all(table[:, 6] >= table[:, 5])  # max ≥ avg ≥ min
             n_devi += len(table)
         assert n_devi == r["frames"]
-    size = len(dataset(run_dir))
+    size = len(labeled_rows(run_dir))
     assert size == 4 + sum(r["labels_ok"] for r in recs)
     assert sorted(p.name for p in (run_dir / "model").iterdir()) == ["member_0.pt", "member_1.pt", "potential.json"]
     assert json.loads((run_dir / "model" / "potential.json").read_text()) == {
@@ -120,50 +100,22 @@ def test_changed_labeling_is_refused_and_allowed_changes_continue(tmp_path, caps
     with open_readonly(branched) as st:
         recs = st.iterations()
     assert len(recs) == 2 and recs[1]["trust_hi"] == 0.5
-    assert dataset(branched)[:4 + recs[0]["labels_ok"]] == dataset(run_dir)[:4 + recs[0]["labels_ok"]]
+    assert labeled_rows(branched)[:4 + recs[0]["labels_ok"]] == labeled_rows(run_dir)[:4 + recs[0]["labels_ok"]]
 
 
-def _driver(wf: Path, log, *extra: str):
-    return subprocess.Popen([sys.executable, "-c", "from elt.cli.main import entry; entry()", "run", str(wf), *extra],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-
-
-class _Journal:
-    """Follows RUN_DIR/journal.log as the run writes it: (kind, task id) of the starts since the last read."""
-
-    def __init__(self, path: Path):
-        self.path, self.offset, self.buf = path, 0, b""
-
-    def new_starts(self) -> list[tuple[str, str]]:
-        if not self.path.exists():
-            return []
-        with open(self.path, "rb") as f:
-            f.seek(self.offset)
-            chunk = f.read()
-        self.offset += len(chunk)
-        self.buf += chunk
-        *lines, self.buf = self.buf.split(b"\n")
-        return [tuple(ev["task"].split(":", 1)) for ev in map(json.loads, filter(None, lines)) if ev["event"] == "start"]
-
-
-def _kill_at_start(wf: Path, journal: _Journal, wanted, log) -> bool:
+def _kill_at_start(wf: Path, journal: Journal, wanted, log: Path) -> bool:
     """Start the driver; SIGKILL it and its workers (like a crashed node) the moment a task for
     which ``wanted(kind, id)`` is true starts. True when the kill landed, False when the run ended first."""
-    p = _driver(wf, log)
-    try:
+    with process(elt_command("run", wf), log) as p:
         deadline = time.time() + 300
         while p.poll() is None and time.time() < deadline:
-            if any([wanted(kind, tid) for kind, tid in journal.new_starts()]):  # every event seen
+            starts = [e["task"].split(":", 1) for e in journal.new() if e["event"] == "start"]
+            if any([wanted(kind, tid) for kind, tid in starts]):  # every event seen
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
                 return True
             time.sleep(0.002)
         return False
-    finally:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
 
 
 def _recorded(run_dir: Path, kind: str, iteration: int) -> set[str]:
@@ -175,7 +127,7 @@ def test_sigkill_anywhere_then_rerun_gives_the_same_data_and_labels_nothing_twic
     ref_dir = tmp_path / "ref"
     ref_dir.mkdir()
     assert main(["run", str(write_wf(ref_dir))]) == 0
-    reference = dataset(ref_dir / "tiny")
+    reference = labeled_rows(ref_dir / "tiny")
     with open_readonly(ref_dir / "tiny") as st:
         ref_labels = {it: {t["id"] for t in st.tasks("label", it)} for it in (-1, 0, 1)}
     assert ref_labels[-1] and ref_labels[0]
@@ -184,8 +136,8 @@ def test_sigkill_anywhere_then_rerun_gives_the_same_data_and_labels_nothing_twic
     work.mkdir()
     wf = write_wf(work)
     run_dir = work / "tiny"
-    journal = _Journal(run_dir / "journal.log")
-    log = open(work / "driver.log", "w")
+    journal = Journal(run_dir)
+    log = work / "driver.log"
     seen: set[str] = set()  # every task id started by an earlier driver
 
     def first_new(want_kind, ids=None, nth=1):
@@ -211,17 +163,13 @@ def test_sigkill_anywhere_then_rerun_gives_the_same_data_and_labels_nothing_twic
         assert _kill_at_start(wf, journal, wanted, log), f"the run ended before the {name} kill"
         if name == "label":  # the kill interrupted the labeling phase
             assert _recorded(run_dir, "label", 0) < ref_labels[0]
-    last = open(work / "last.log", "w")  # the run that ends: its terminal output alone
-    p = _driver(wf, last)
-    try:
-        assert p.wait(timeout=600) == 0, (work / "last.log").read_text()[-3000:]
-    finally:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGKILL)
-    out = (work / "last.log").read_text()
+    last = work / "last.log"  # the run that ends: its terminal output alone
+    with process(elt_command("run", wf), last) as p:
+        assert p.wait(timeout=600) == 0, tail(last)
+    out = last.read_text()
     # Dask's shut-down noise stays out of the terminal (workers retire before the scheduler stops)
     assert not any(w in out for w in ("Traceback", "heartbeat", "CommClosedError")), out[-3000:]
-    got = dataset(run_dir)
+    got = labeled_rows(run_dir)
     assert got == reference
     assert len({fid for _, fid, _, _ in got}) == len(got)  # every frame once in the data set
     ends = journal_ends(run_dir)
@@ -233,20 +181,14 @@ def test_sigkill_anywhere_then_rerun_gives_the_same_data_and_labels_nothing_twic
 
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path, capsys):
     wf = write_wf(tmp_path)
-    log = open(tmp_path / "driver.log", "w")
+    log = tmp_path / "driver.log"
     run_dir = tmp_path / "elsewhere"
-    journal = _Journal(run_dir / "journal.log")
-    p = _driver(wf, log, "--workdir", str(run_dir))
-    try:
-        deadline = time.time() + 300  # a safety net: the event below comes in seconds
-        while p.poll() is None and time.time() < deadline and not any(k == "train" for k, _ in journal.new_starts()):
-            time.sleep(0.01)
+    journal = Journal(run_dir)
+    with process(elt_command("run", wf, "--workdir", run_dir), log) as p:
+        wait_for(lambda: journal.started("train"), "journal event of the first training", proc=p, log=log, poll=0.01)
         os.killpg(p.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends to the foreground group
         rc = p.wait(timeout=120)
-    finally:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGKILL)
-    out = (tmp_path / "driver.log").read_text()
+    out = log.read_text()
     assert rc == 130, out[-2000:]
     assert f"run directory: {run_dir}" in out and "Traceback" not in out
     # the hint is the exact command that resumes this run

@@ -4,10 +4,12 @@ no file is read from where the run was made, and the result is the one it would 
 import json
 import shutil
 
+from test_loop_e2e import TINY
+
 from elt.config import parse_workflow
+from elt.engine.dataset import labeled_rows
 from elt.engine.loop import Campaign
 from elt.engine.state import open_readonly
-from test_loop_e2e import TINY, dataset
 
 SMALL = {**TINY, "name": "moved",
          "explore": {"stages": [{"temperatures": [500], "walkers_per_structure": 2, "steps": 30,
@@ -33,7 +35,7 @@ def test_a_copied_run_resumes_without_redoing_work_or_reading_the_original(tmp_p
     before = _starts(copy)
     # the original goes on in place: the reference
     ref = _run(tmp_path, first, 2)
-    ref_data = dataset(first)
+    ref_data = labeled_rows(first)
     with open_readonly(first) as st:
         ref_recs = st.iterations()
     shutil.rmtree(first)  # nothing of the copy may come from here
@@ -41,7 +43,7 @@ def test_a_copied_run_resumes_without_redoing_work_or_reading_the_original(tmp_p
     assert got["dispatched"] == ref["dispatched"] > 0
     new = _starts(copy)[len(before):]
     assert not any(t.endswith(tid) for t in new for tid in before)  # no task started twice
-    assert dataset(copy) == ref_data
+    assert labeled_rows(copy) == ref_data
     with open_readonly(copy) as st:
         recs = st.iterations()
     assert [r["members"] for r in recs] == [r["members"] for r in ref_recs]  # recorded as where it was made
