@@ -173,7 +173,7 @@ class Campaign:
             with open_cluster(self.profile, self.run_dir) as cluster:
                 self.reporter.message(f"cluster: {cluster.describe()}")
                 self.runner = TaskRunner(state, cluster, self.reporter)
-                return _Run(self, state, cluster, self.runner, records).loop(records)
+                return _Run(self, state, cluster, self.runner, records).loop()
 
 
 @dataclass
@@ -197,11 +197,13 @@ class Walk:
 
 
 class _Run:
-    """One ``elt run`` of a campaign: the state, the cluster, the task runner and the data set,
-    all given up front; the loop, its phases and the iteration record."""
+    """One ``elt run`` of a campaign: the state, the cluster, the task runner, the iterations
+    recorded before this run and the data set, all given up front; the loop, its phases and the
+    iteration record."""
 
     def __init__(self, camp: Campaign, state: RunState, cluster, runner: TaskRunner, records: list[dict]):
         self.wf, self.reporter = camp.wf, camp.reporter
+        self.records = records
         # paths are recorded (and task ids derived) as they were where the run was made; a moved or
         # copied run reads its files here (RunLayout.here) and derives the same ids (as_recorded)
         self.layout = RunLayout(camp.run_dir, recorded_origin(records, [] if records else state.tasks()))
@@ -436,8 +438,8 @@ class _Run:
         return self.layout.task_dir(it, kind, name, tid)
 
     # ------------------------------------------------------------------ the loop
-    def loop(self, records: list[dict]) -> RunSummary:
-        wf = self.wf
+    def loop(self) -> RunSummary:
+        wf, records = self.wf, self.records
         done = self.state.count_tasks("done")  # before this run dispatches anything
         if any(done.values()):
             self.reporter.message("resuming: " + ", ".join(f"{n} {k}" for k, n in sorted(done.items()) if n)
