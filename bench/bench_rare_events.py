@@ -369,7 +369,8 @@ def main() -> None:
     ap.add_argument("--systems", default="Cu,Ni")
     ap.add_argument("--campaigns", default=",".join(KINDS), help=f"comma-separated, from {KINDS}")
     ap.add_argument("--seeds", type=int, default=None, help="exploration seeds (default 3; 1 with --quick)")
-    ap.add_argument("--iterations", type=int, default=BASE["converge"]["max_iterations"])
+    ap.add_argument("--iterations", type=int, default=None,
+                    help=f"engine iterations (default {BASE['converge']['max_iterations']}; 2 with --quick)")
     ap.add_argument("--labels", type=int, default=BASE["select"]["max_candidates"], help="labels per iteration")
     ap.add_argument("--temperature", type=float, default=BASE["explore"]["stages"][0]["temperatures"][0])
     ap.add_argument("--steps", type=int, default=BASE["explore"]["stages"][0]["steps"], help="MD steps per walker")
@@ -383,10 +384,13 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None, help="write every row and verdict to this file")
     args = ap.parse_args()
     if args.quick:
-        args.systems, args.reps, args.iterations = "Cu", 2, 2
+        args.systems, args.reps = "Cu", 2
+        args.iterations = 2 if args.iterations is None else args.iterations
         args.steps, args.train_steps, args.members = 600, 400, 3
     if args.seeds is None:
         args.seeds = 1 if args.quick else 3
+    if args.iterations is None:
+        args.iterations = BASE["converge"]["max_iterations"]
     BASE["converge"]["max_iterations"] = args.iterations
     BASE["select"]["max_candidates"] = args.labels
     BASE["train"].update(max_steps=args.train_steps, ensemble_size=args.members)
