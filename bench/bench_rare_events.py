@@ -280,10 +280,30 @@ def reached(row, goal_barrier: float, goal_ratio: float) -> bool:
 
 
 def labels_needed(rows, goal_barrier, goal_ratio):
-    for r in rows:
-        if reached(r, goal_barrier, goal_ratio):
-            return r["labels"]
-    return None
+    """Labels of the first row from which the goal holds in that row and every later one (the final
+    ensemble included): a lasting result, not one lucky iteration. None when the last row misses it."""
+    need = None
+    for r in reversed(rows):
+        if not reached(r, goal_barrier, goal_ratio):
+            break
+        need = r["labels"]
+    return need
+
+
+def paired_verdict(need_b, need_p, total_p, factor: float = 0.5) -> dict:
+    """One seed: does the biased campaign reach the goal with ≤ ``factor``x the labels plain MD
+    needs? ``need_*``: :func:`labels_needed` (None: not reached); ``total_p``: the labels plain MD
+    had at its last row. Where plain MD never reaches it, it needs more than ``total_p``, so the
+    ratio is below need_b / total_p: met if that bound is ≤ factor, else undetermined."""
+    if need_b is None:
+        return {"status": "not met", "ratio": None, "why": "biased campaign does not reach the goal for good"}
+    if need_p is not None:
+        ratio = need_b / need_p if need_p > 0 else float("inf") if need_b > 0 else 1.0
+        return {"status": "met" if ratio <= factor else "not met", "ratio": ratio,
+                "why": f"{need_b} vs {need_p} labels"}
+    bound = need_b / total_p if total_p > 0 else float("inf")
+    return {"status": "met" if bound <= factor else "undetermined", "ratio_below": bound,
+            "why": f"{need_b} labels; plain MD not reached with {total_p}"}
 
 
 def print_system(sysname: str, ref: dict, runs: dict, goal_barrier: float, goal_ratio: float) -> dict:
@@ -300,7 +320,8 @@ def print_system(sysname: str, ref: dict, runs: dict, goal_barrier: float, goal_
                       f"{r['rmse_saddle']:8.3f} {r['rmse_saddle'] / r['rmse_thermal']:6.2f} {r['barrier']:8.3f} "
                       f"{r['barrier_error']:+7.3f} {r['explored']:>8} {r['saddle_visits']:>6} {r['saddle_labels']:>7}")
     out = {}
-    print(f"labels until |barrier error| ≤ {goal_barrier} eV and saddle RMSE ≤ {goal_ratio}x thermal (per seed):")
+    print(f"labels from which |barrier error| ≤ {goal_barrier} eV and saddle RMSE ≤ {goal_ratio}x thermal hold in "
+          f"every later iteration (per seed):")
     for kind, seeds in runs.items():
         out[kind] = [labels_needed(rows, goal_barrier, goal_ratio) for rows in seeds]
         print(f"  {kind:<8} {['not reached' if x is None else x for x in out[kind]]}")
@@ -325,18 +346,19 @@ def print_system(sysname: str, ref: dict, runs: dict, goal_barrier: float, goal_
     n_seeds = min(len(v) for v in runs.values())
     every = all(any(visits[k][s] > 0 for k in biased) for s in range(n_seeds)) if biased else False
     print(f"goal: some biased kind visits the saddle region in every seed: {'reached' if every else 'not reached'}")
-    plain_need = [x for x in out.get("plain", []) if x is not None]
-    for kind in biased:
-        need = [x for x in out[kind] if x is not None]
-        if not need:
-            verdict = "not reached"
-        elif not plain_need:
-            verdict = f"reached at {np.mean(need):.0f} labels; plain MD never gets there (ratio not defined)"
-        else:
-            ratio = np.mean(need) / np.mean(plain_need)
-            verdict = f"{np.mean(need):.0f} labels vs plain {np.mean(plain_need):.0f}: {ratio:.2f}x (goal ≤ 0.5)"
-        print(f"  {kind:<8} {verdict}")
-    return {"labels_needed": out, "saddle_visits": visits, "every_seed_visits_saddle": every}
+    paired: dict = {}
+    if "plain" in runs:
+        print(f"label efficiency, paired by seed (labels from which the goal holds in every later iteration; "
+              f"goal ≤ 0.5x plain MD's):")
+        for kind in biased:
+            per = [paired_verdict(nb, np_, rows_p[-1]["labels"])
+                   for nb, np_, rows_p in zip(out[kind], out["plain"], runs["plain"])]
+            met = all(v["status"] == "met" for v in per) and len(per) > 0
+            paired[kind] = {"per_seed": per, "met_every_seed": met}
+            print(f"  {kind:<8} {'MET' if met else 'not met'}: " + "; ".join(f"seed {s} {v['status']} ({v['why']})"
+                                                                         for s, v in enumerate(per)))
+    return {"labels_needed": out, "paired_verdict": paired, "saddle_visits": visits,
+            "every_seed_visits_saddle": every}
 
 
 # ------------------------------------------------------------------ main
@@ -382,7 +404,15 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="Cu, 31 atoms, 1 seed, 2 iterations, short walkers")
     ap.add_argument("--beyond", type=int, default=0, help="also compare the rules past trust_hi (stop, continue, restart) by exploration only, with this many walkers per biased kind and rule")
     ap.add_argument("--json", type=Path, default=None, help="write every row and verdict to this file")
+    ap.add_argument("--report", type=Path, default=None,
+                    help="run nothing: print the tables and verdicts of a --json file of an earlier run")
     args = ap.parse_args()
+    if args.report:
+        old = json.loads(args.report.read_text())
+        for element, rep in old["systems"].items():
+            ref = {"barrier": rep["barrier_emt"], "n_atoms": rep["n_atoms"], "converged": rep.get("neb_converged", True)}
+            print_system(element, ref, rep["runs"], args.goal_barrier, args.goal_ratio)
+        return
     if args.quick:
         args.systems, args.reps = "Cu", 2
         args.iterations = 2 if args.iterations is None else args.iterations
@@ -417,7 +447,8 @@ def main() -> None:
             print(f"rule past trust_hi, exploration only with the iteration-0 ensemble ({args.beyond} walkers each):")
             verdict["beyond"] = compare_beyond(ref, members, [k for k in kinds if k != "plain"], args.beyond,
                                                BASE["select"]["trust_hi"], BASE["select"]["trust_lo"])
-        report["systems"][element] = {"barrier_emt": ref["barrier"], "n_atoms": ref["n_atoms"], "runs": runs,
+        report["systems"][element] = {"barrier_emt": ref["barrier"], "neb_converged": ref["converged"],
+                                      "n_atoms": ref["n_atoms"], "runs": runs,
                                       **verdict}
     print(f"total {time.perf_counter() - t0:.0f} s")
     if args.json:
