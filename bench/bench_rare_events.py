@@ -20,16 +20,31 @@ each with farthest-point selection among the frames between the trust levels:
 Biased stages use the default rule past trust_hi (continue); plain MD stops there (DP-GEN).
 Per campaign and iteration: labels chosen, force RMSE of the ensemble on thermal and on saddle
 frames, the barrier from a climbing-image NEB on the ensemble (endpoints relaxed with it) against
-EMT's, and how many explored frames reached the saddle region (an atom more than half a
-nearest-neighbour distance from its site: past the midpoint of a hop), and how many labels did.
+EMT's, how many explored frames reached the saddle region (an atom more than half a
+nearest-neighbour distance from its site: past the midpoint of a hop), and how many labels did,
+and the same for the transition region (an atom farther than 0.3 nearest-neighbour distances from
+every lattice site, vacancy site included: the three middle images of EMT's NEB are, its end
+images and the hopped basin are not). Past the midpoint mostly counts the hopped basin, which by
+symmetry is the start's environment again and teaches nothing about the barrier.
 
 Goals (issue 15): the best biased campaign reaches |barrier error| ≤ 0.05 eV and saddle RMSE
 ≤ 1.5x its thermal RMSE with ≤ 0.5x the labels plain MD needs; at least one biased kind visits the
-saddle region in every seed.
+saddle region in every seed. The labels a campaign needs, per seed: those of the first iteration
+from which the goal holds in that iteration and every later one (the final ensemble included), so
+one lucky iteration does not count. The verdict pairs each biased campaign with plain MD of the
+same seed: met, not met, or undetermined where plain MD never reaches the goal and the biased
+campaign's labels exceed half of what plain MD had in all (plain MD needs more than that, so the
+ratio is only bounded).
 
     python bench/bench_rare_events.py --quick                  # Cu 31 atoms, 1 seed, 2 iterations
     python bench/bench_rare_events.py                          # Cu and Ni, 107 atoms, 3 seeds, 5 iterations
     python bench/bench_rare_events.py --campaigns plain,flatten --seeds 2 --json out.json
+    python bench/bench_rare_events.py --quick --seeds 2 --campaigns plain,cmetad --iterations 4 --reuse
+    python bench/bench_rare_events.py --report out.json        # re-print a stored run's tables
+
+``--reuse`` resumes the campaign directories under ``--dir`` (a finished campaign is evaluated
+only, or taken from the rows it stored). Why explored saddle frames are rarely labeled:
+bench/rare_fps_diagnosis.py (the classes and FPS ranks of the transition-region frames).
 """
 
 from __future__ import annotations
@@ -154,6 +169,22 @@ def past_midpoint(frames, ref, d_nn: float) -> np.ndarray:
     return np.array(out, dtype=bool)
 
 
+def off_site(frames, ref, site, d_nn: float, frac: float = 0.3) -> np.ndarray:
+    """Per frame: is some atom farther than ``frac`` of a nearest-neighbour distance from every
+    lattice site (the atoms of ``ref`` and the vacancy ``site``)? That is the transition region of
+    a hop. A frame past the midpoint with every atom near a site is the hopped basin: the vacancy
+    moved, by symmetry the start's environment again, which teaches nothing about the barrier."""
+    sites = np.vstack([ref.positions, np.asarray(site)[None]])
+    cell = ref.cell.array
+    inv = np.linalg.inv(cell)
+    out = []
+    for f in frames:
+        d = f.positions[:, None, :] - sites[None]
+        d -= np.round(d @ inv) @ cell
+        out.append(np.linalg.norm(d, axis=2).min(axis=1).max() > frac * d_nn)
+    return np.array(out, dtype=bool)
+
+
 # ------------------------------------------------------------------ the campaigns
 def campaign(kind: str, start_file: Path, j: int, k: int) -> dict:
     d = copy.deepcopy(BASE)
@@ -200,25 +231,39 @@ def evaluate(members, ref: dict) -> dict:
             "barrier": barrier, "barrier_error": barrier - ref["barrier"], "neb_converged": conv}
 
 
-def explored(run_dir: Path, it: int, ref: dict) -> tuple[int, int]:
-    """(recorded frames of iteration ``it``'s walkers, how many of them past a hop's midpoint)."""
+def explored(run_dir: Path, it: int, ref: dict) -> tuple[int, int, int]:
+    """(recorded frames of iteration ``it``'s walkers, how many of them past a hop's midpoint, how
+    many in the transition region (:func:`off_site`))."""
     from elt.data.frames import read_frames
 
-    n = hits = 0
+    n = hits = trans = 0
     for f in sorted((run_dir / f"iter_{it:03d}" / "explore").glob("*/frames.extxyz")):
         fr = read_frames(f)
         n += len(fr)
         hits += int(past_midpoint(fr, ref["initial"], ref["d_nn"]).sum())
-    return n, hits
+        trans += int(off_site(fr, ref["initial"], ref["site"], ref["d_nn"]).sum())
+    return n, hits, trans
 
 
-def run_campaign(name: str, data: dict, run_dir: Path, ref: dict) -> list[dict]:
+ROWS_FILE = "bench_rows.json"
+
+
+def run_campaign(name: str, data: dict, run_dir: Path, ref: dict, reuse: bool = False) -> list[dict]:
+    """The campaign's rows (one per iteration and the final ensemble). ``reuse``: resume the run
+    directory instead of starting afresh (a finished campaign only is evaluated), and take the rows
+    stored in it by an earlier run of this version when the campaign is the same."""
     from elt.config import parse_workflow
     from elt.data.frames import read_frames
     from elt.engine.loop import run_workflow
     from elt.engine.state import open_readonly
 
-    shutil.rmtree(run_dir, ignore_errors=True)
+    stored = run_dir / ROWS_FILE
+    if reuse and stored.exists():
+        old = json.loads(stored.read_text())
+        if old.get("data") == json.loads(json.dumps(data, default=str)):
+            return old["rows"]
+    if not reuse:
+        shutil.rmtree(run_dir, ignore_errors=True)
     t0 = time.perf_counter()
     summary = run_workflow(parse_workflow({**data, "name": f"rare-{name}"}), run_dir)
     seconds = time.perf_counter() - t0
@@ -227,15 +272,19 @@ def run_campaign(name: str, data: dict, run_dir: Path, ref: dict) -> list[dict]:
     n0 = data["system"]["n_initial"]
     rows = []
     for r in recs:  # the ensemble that explored iteration r, trained on the labels before it
-        n, hits = explored(run_dir, r["iteration"], ref)
+        n, hits, trans = explored(run_dir, r["iteration"], ref)
         lab = read_frames(Path(r["data_file"])) if r["labels_ok"] else []
         rows.append({"iteration": r["iteration"], "labels": r["dataset_size"] - r["labels_ok"] - n0,
                      **evaluate(r["members"], ref), "explored": n, "saddle_visits": hits,
                      "saddle_labels": int(past_midpoint(lab, ref["initial"], ref["d_nn"]).sum()) if lab else 0,
+                     "transition_visits": trans,
+                     "transition_labels": int(off_site(lab, ref["initial"], ref["site"], ref["d_nn"]).sum()) if lab else 0,
                      "stops": r["stop_reasons"]})
     rows.append({"iteration": len(recs), "labels": summary.dataset_size - n0, **evaluate(summary.final_members, ref),
-                 "explored": 0, "saddle_visits": 0, "saddle_labels": 0, "stops": {}})
+                 "explored": 0, "saddle_visits": 0, "saddle_labels": 0, "transition_visits": 0,
+                 "transition_labels": 0, "stops": {}})
     rows[-1]["seconds"] = seconds
+    stored.write_text(json.dumps({"data": data, "rows": rows}, indent=1, default=str))
     return rows
 
 
@@ -280,17 +329,37 @@ def reached(row, goal_barrier: float, goal_ratio: float) -> bool:
 
 
 def labels_needed(rows, goal_barrier, goal_ratio):
-    for r in rows:
-        if reached(r, goal_barrier, goal_ratio):
-            return r["labels"]
-    return None
+    """Labels of the first row from which the goal holds in that row and every later one (the final
+    ensemble included): a lasting result, not one lucky iteration. None when the last row misses it."""
+    need = None
+    for r in reversed(rows):
+        if not reached(r, goal_barrier, goal_ratio):
+            break
+        need = r["labels"]
+    return need
+
+
+def paired_verdict(need_b, need_p, total_p, factor: float = 0.5) -> dict:
+    """One seed: does the biased campaign reach the goal with ≤ ``factor``x the labels plain MD
+    needs? ``need_*``: :func:`labels_needed` (None: not reached); ``total_p``: the labels plain MD
+    had at its last row. Where plain MD never reaches it, it needs more than ``total_p``, so the
+    ratio is below need_b / total_p: met if that bound is ≤ factor, else undetermined."""
+    if need_b is None:
+        return {"status": "not met", "ratio": None, "why": "biased campaign does not reach the goal for good"}
+    if need_p is not None:
+        ratio = need_b / need_p if need_p > 0 else float("inf") if need_b > 0 else 1.0
+        return {"status": "met" if ratio <= factor else "not met", "ratio": ratio,
+                "why": f"{need_b} vs {need_p} labels"}
+    bound = need_b / total_p if total_p > 0 else float("inf")
+    return {"status": "met" if bound <= factor else "undetermined", "ratio_below": bound,
+            "why": f"{need_b} labels; plain MD not reached with {total_p}"}
 
 
 def print_system(sysname: str, ref: dict, runs: dict, goal_barrier: float, goal_ratio: float) -> dict:
     print(f"\n{sysname}: {ref['n_atoms']} atoms, EMT NEB barrier {ref['barrier']:.3f} eV "
           f"({'converged' if ref['converged'] else 'NOT converged'})")
     head = (f"{'campaign':<8} {'seed':>4} {'it':>2} {'labels':>6} {'rmse_th':>8} {'rmse_sad':>8} {'ratio':>6} "
-            f"{'barrier':>8} {'err':>7} {'explored':>8} {'saddle':>6} {'sad_lab':>7}")
+            f"{'barrier':>8} {'err':>7} {'explored':>8} {'saddle':>6} {'sad_lab':>7} {'trans':>5} {'tr_lab':>6}")
     print(head)
     print("-" * len(head))
     for kind, seeds in runs.items():
@@ -298,9 +367,11 @@ def print_system(sysname: str, ref: dict, runs: dict, goal_barrier: float, goal_
             for r in rows:
                 print(f"{kind:<8} {s:>4} {r['iteration']:>2} {r['labels']:>6} {r['rmse_thermal']:8.3f} "
                       f"{r['rmse_saddle']:8.3f} {r['rmse_saddle'] / r['rmse_thermal']:6.2f} {r['barrier']:8.3f} "
-                      f"{r['barrier_error']:+7.3f} {r['explored']:>8} {r['saddle_visits']:>6} {r['saddle_labels']:>7}")
+                      f"{r['barrier_error']:+7.3f} {r['explored']:>8} {r['saddle_visits']:>6} {r['saddle_labels']:>7} "
+                      f"{r.get('transition_visits', '-'):>5} {r.get('transition_labels', '-'):>6}")
     out = {}
-    print(f"labels until |barrier error| ≤ {goal_barrier} eV and saddle RMSE ≤ {goal_ratio}x thermal (per seed):")
+    print(f"labels from which |barrier error| ≤ {goal_barrier} eV and saddle RMSE ≤ {goal_ratio}x thermal hold in "
+          f"every later iteration (per seed):")
     for kind, seeds in runs.items():
         out[kind] = [labels_needed(rows, goal_barrier, goal_ratio) for rows in seeds]
         print(f"  {kind:<8} {['not reached' if x is None else x for x in out[kind]]}")
@@ -321,22 +392,30 @@ def print_system(sysname: str, ref: dict, runs: dict, goal_barrier: float, goal_
     visits = {kind: [sum(r["saddle_visits"] for r in rows) for rows in seeds] for kind, seeds in runs.items()}
     print("explored frames past a hop's midpoint, all iterations, per seed: "
           + ", ".join(f"{k} {v}" for k, v in visits.items()))
+    trans = {kind: [sum(r.get("transition_visits", 0) for r in rows) for rows in seeds] for kind, seeds in runs.items()}
+    trans_lab = {kind: [sum(r.get("transition_labels", 0) for r in rows) for rows in seeds]
+                 for kind, seeds in runs.items()}
+    print("explored frames in the transition region (an atom off every lattice site), all iterations, per seed: "
+          + ", ".join(f"{k} {v}" for k, v in trans.items()) + "; labeled: "
+          + ", ".join(f"{k} {v}" for k, v in trans_lab.items()))
     biased = [k for k in runs if k != "plain"]
     n_seeds = min(len(v) for v in runs.values())
     every = all(any(visits[k][s] > 0 for k in biased) for s in range(n_seeds)) if biased else False
     print(f"goal: some biased kind visits the saddle region in every seed: {'reached' if every else 'not reached'}")
-    plain_need = [x for x in out.get("plain", []) if x is not None]
-    for kind in biased:
-        need = [x for x in out[kind] if x is not None]
-        if not need:
-            verdict = "not reached"
-        elif not plain_need:
-            verdict = f"reached at {np.mean(need):.0f} labels; plain MD never gets there (ratio not defined)"
-        else:
-            ratio = np.mean(need) / np.mean(plain_need)
-            verdict = f"{np.mean(need):.0f} labels vs plain {np.mean(plain_need):.0f}: {ratio:.2f}x (goal ≤ 0.5)"
-        print(f"  {kind:<8} {verdict}")
-    return {"labels_needed": out, "saddle_visits": visits, "every_seed_visits_saddle": every}
+    paired: dict = {}
+    if "plain" in runs:
+        print(f"label efficiency, paired by seed (labels from which the goal holds in every later iteration; "
+              f"goal ≤ 0.5x plain MD's):")
+        for kind in biased:
+            per = [paired_verdict(nb, np_, rows_p[-1]["labels"])
+                   for nb, np_, rows_p in zip(out[kind], out["plain"], runs["plain"])]
+            met = all(v["status"] == "met" for v in per) and len(per) > 0
+            paired[kind] = {"per_seed": per, "met_every_seed": met}
+            print(f"  {kind:<8} {'MET' if met else 'not met'}: " + "; ".join(f"seed {s} {v['status']} ({v['why']})"
+                                                                         for s, v in enumerate(per)))
+    return {"labels_needed": out, "paired_verdict": paired, "saddle_visits": visits,
+            "transition_visits": trans, "transition_labels": trans_lab,
+            "every_seed_visits_saddle": every}
 
 
 # ------------------------------------------------------------------ main
@@ -369,7 +448,8 @@ def main() -> None:
     ap.add_argument("--systems", default="Cu,Ni")
     ap.add_argument("--campaigns", default=",".join(KINDS), help=f"comma-separated, from {KINDS}")
     ap.add_argument("--seeds", type=int, default=None, help="exploration seeds (default 3; 1 with --quick)")
-    ap.add_argument("--iterations", type=int, default=BASE["converge"]["max_iterations"])
+    ap.add_argument("--iterations", type=int, default=None,
+                    help=f"engine iterations (default {BASE['converge']['max_iterations']}; 2 with --quick)")
     ap.add_argument("--labels", type=int, default=BASE["select"]["max_candidates"], help="labels per iteration")
     ap.add_argument("--temperature", type=float, default=BASE["explore"]["stages"][0]["temperatures"][0])
     ap.add_argument("--steps", type=int, default=BASE["explore"]["stages"][0]["steps"], help="MD steps per walker")
@@ -381,12 +461,43 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="Cu, 31 atoms, 1 seed, 2 iterations, short walkers")
     ap.add_argument("--beyond", type=int, default=0, help="also compare the rules past trust_hi (stop, continue, restart) by exploration only, with this many walkers per biased kind and rule")
     ap.add_argument("--json", type=Path, default=None, help="write every row and verdict to this file")
+    ap.add_argument("--reuse", action="store_true",
+                    help="resume the campaign directories under --dir (a finished one is only evaluated, or not "
+                         "at all where it stored its rows) instead of starting them afresh")
+    ap.add_argument("--report", type=Path, default=None,
+                    help="run nothing: print the tables and verdicts of a --json file of an earlier run")
     args = ap.parse_args()
+    if args.report:  # the run directories under --dir, where they are, give the transition counts
+        from elt.data.frames import read_frames
+
+        old = json.loads(args.report.read_text())
+        for element, rep in old["systems"].items():
+            ref = {"barrier": rep["barrier_emt"], "n_atoms": rep["n_atoms"], "converged": rep.get("neb_converged", True)}
+            for kind, seeds in rep["runs"].items():
+                for s, rows in enumerate(seeds):
+                    d = args.dir / f"{element}-{kind}-{s}"
+                    if "transition_visits" in rows[0] or not d.exists():
+                        continue
+                    if "initial" not in ref:
+                        ref.update(reference(element, int(old["args"]["reps"]), float(old["args"]["temperature"]),
+                                             args.dir / "report-ref"))
+                    for r in rows[:-1]:
+                        _, _, r["transition_visits"] = explored(d, r["iteration"], ref)
+                        f = d / "data" / f"iter_{r['iteration']:03d}.extxyz"
+                        lab = read_frames(f) if f.exists() else []
+                        r["transition_labels"] = int(off_site(lab, ref["initial"], ref["site"], ref["d_nn"]).sum()) if lab else 0
+            rep.update(print_system(element, ref, rep["runs"], args.goal_barrier, args.goal_ratio))
+        if args.json:
+            args.json.write_text(json.dumps(old, indent=1, default=str))
+        return
     if args.quick:
-        args.systems, args.reps, args.iterations = "Cu", 2, 2
+        args.systems, args.reps = "Cu", 2
+        args.iterations = 2 if args.iterations is None else args.iterations
         args.steps, args.train_steps, args.members = 600, 400, 3
     if args.seeds is None:
         args.seeds = 1 if args.quick else 3
+    if args.iterations is None:
+        args.iterations = BASE["converge"]["max_iterations"]
     BASE["converge"]["max_iterations"] = args.iterations
     BASE["select"]["max_candidates"] = args.labels
     BASE["train"].update(max_steps=args.train_steps, ensemble_size=args.members)
@@ -402,7 +513,8 @@ def main() -> None:
                 data = campaign(kind, ref["start"], ref["j"], ref["k"])
                 data["seed"] = BASE["seed"] + seed
                 t = time.perf_counter()
-                rows = run_campaign(f"{element}-{kind}-{seed}", data, args.dir / f"{element}-{kind}-{seed}", ref)
+                rows = run_campaign(f"{element}-{kind}-{seed}", data, args.dir / f"{element}-{kind}-{seed}", ref,
+                                    reuse=args.reuse)
                 runs[kind].append(rows)
                 print(f"{element} {kind} seed {seed}: {time.perf_counter() - t:.0f} s; saddle visits per iteration "
                       f"{[r['saddle_visits'] for r in rows[:-1]]}; final barrier {rows[-1]['barrier']:.3f} eV, "
@@ -413,7 +525,8 @@ def main() -> None:
             print(f"rule past trust_hi, exploration only with the iteration-0 ensemble ({args.beyond} walkers each):")
             verdict["beyond"] = compare_beyond(ref, members, [k for k in kinds if k != "plain"], args.beyond,
                                                BASE["select"]["trust_hi"], BASE["select"]["trust_lo"])
-        report["systems"][element] = {"barrier_emt": ref["barrier"], "n_atoms": ref["n_atoms"], "runs": runs,
+        report["systems"][element] = {"barrier_emt": ref["barrier"], "neb_converged": ref["converged"],
+                                      "n_atoms": ref["n_atoms"], "runs": runs,
                                       **verdict}
     print(f"total {time.perf_counter() - t0:.0f} s")
     if args.json:

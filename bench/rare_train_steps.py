@@ -1,0 +1,60 @@
+"""Does the barrier follow the training steps? Retrain on a finished campaign's data set with the
+bench's train section at several step caps and measure the NEB barrier error of each ensemble
+(bench_rare_events.evaluate). Same frames, same member seeds: only the step cap changes.
+
+    python bench/rare_train_steps.py bench-runs/rare-events/Cu-cmetad-0 --steps 400,2000 --members 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run", type=Path)
+    ap.add_argument("--steps", default="400,2000")
+    ap.add_argument("--members", type=int, default=2)
+    ap.add_argument("--reps", type=int, default=2)
+    args = ap.parse_args()
+
+    import bench_rare_events as B
+    from elt import registry
+    from elt.config import parse_workflow
+    from elt.data.frames import read_frames
+
+    rows = json.loads((args.run / B.ROWS_FILE).read_text()) if (args.run / B.ROWS_FILE).exists() else None
+    data = rows["data"] if rows else None
+    if data is None:
+        raise SystemExit(f"{args.run} has no {B.ROWS_FILE} (run bench_rare_events.py --reuse on it first)")
+    ref = B.reference("Cu", args.reps, 800.0, Path("/tmp/rare-train-steps"))
+    frames = []
+    for f in sorted((args.run / "data").glob("*.extxyz")):
+        frames += read_frames(f)
+    plugin = registry.get("potential", "deepmd")
+    for n in [int(x) for x in args.steps.split(",")]:
+        d = json.loads(json.dumps(data))
+        d["train"].update(max_steps=n, min_steps=min(n, d["train"].get("min_steps", n)))
+        wf = parse_workflow({**d, "name": "steps"})
+        out = Path(f"/tmp/rare-train-steps/{args.run.name}-{n}")
+        out.mkdir(parents=True, exist_ok=True)
+        t = time.perf_counter()
+        members = []
+        for m in range(args.members):
+            p = out / plugin.checkpoint_name(m)
+            met = plugin.train_member(frames, wf.train, ["Cu"], m, 1000 + m, p, None)
+            members.append(str(p))
+        ev = B.evaluate(members, ref)
+        print(f"{args.run.name}: {len(frames)} frames, max_steps {n}: {time.perf_counter() - t:.0f} s, "
+              f"barrier {ev['barrier']:.3f} eV (error {ev['barrier_error']:+.3f}), RMSE thermal/saddle "
+              f"{ev['rmse_thermal']:.3f}/{ev['rmse_saddle']:.3f}; last metrics {json.dumps(met, default=str)[:160]}",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
