@@ -404,8 +404,8 @@ def print_system(sysname: str, ref: dict, runs: dict, goal_barrier: float, goal_
     print(f"goal: some biased kind visits the saddle region in every seed: {'reached' if every else 'not reached'}")
     paired: dict = {}
     if "plain" in runs:
-        print(f"label efficiency, paired by seed (labels from which the goal holds in every later iteration; "
-              f"goal ≤ 0.5x plain MD's):")
+        print("label efficiency, paired by seed (labels from which the goal holds in every later iteration; "
+              "goal ≤ 0.5x plain MD's):")
         for kind in biased:
             per = [paired_verdict(nb, np_, rows_p[-1]["labels"])
                    for nb, np_, rows_p in zip(out[kind], out["plain"], runs["plain"])]

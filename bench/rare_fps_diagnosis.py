@@ -20,34 +20,15 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-
-
-def past_midpoint(frames, ref, d_nn):
-    inv = np.linalg.inv(ref.cell.array)
-    out = []
-    for f in frames:
-        d = f.positions - ref.positions
-        d -= np.round(d @ inv) @ ref.cell.array
-        out.append(np.linalg.norm(d, axis=1).max() > 0.5 * d_nn)
-    return np.array(out, dtype=bool)
+from bench_rare_events import off_site as lattice_off_site, past_midpoint
 
 
 def off_site(frames, a: float, reps: int, d_nn: float, frac: float = 0.3):
-    """Per frame: is some atom farther than ``frac`` of a nearest-neighbour distance from every
-    site of the ideal fcc lattice (the vacancy site included)? A frame past a hop's midpoint but
-    with every atom near a site is the hopped basin (the vacancy moved: the same environment as
-    the start, by symmetry); an off-site atom marks the transition region itself."""
+    """bench_rare_events.off_site with the sites of the ideal fcc lattice (the vacancy site included)."""
     from ase.build import bulk
 
     lat = bulk("Cu", "fcc", a=a, cubic=True) * (reps, reps, reps)
-    sites, cell = lat.positions, lat.cell.array
-    inv = np.linalg.inv(cell)
-    out = []
-    for f in frames:
-        d = f.positions[:, None, :] - sites[None]
-        d -= np.round(d @ inv) @ cell
-        out.append(np.linalg.norm(d, axis=2).min(axis=1).max() > frac * d_nn)
-    return np.array(out, dtype=bool)
+    return lattice_off_site(frames, lat, lat.positions[0], d_nn, frac)
 
 
 def vectors(pot, frames):
