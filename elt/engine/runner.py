@@ -101,8 +101,9 @@ class TaskRunner:
     check_every: float = 5.0
 
     def _completed(self, futures: dict):
-        """Yield futures of ``futures`` as they finish (the caller removes each); every few seconds ask the cluster whether tasks can run
-        at all (a SLURM pool whose jobs never start raises a DispatchError instead of hanging)."""
+        """Yield futures of ``futures`` as they finish (the caller removes each); every few seconds
+        ask the cluster whether tasks can run at all (a SLURM pool whose jobs never start raises a
+        DispatchError instead of hanging)."""
         from distributed import wait
 
         while futures:  # the caller takes each yielded future out of it; follow-up tasks join it
