@@ -79,8 +79,10 @@ def _losses(config: MaceTrain, dtype: torch.dtype):
     return with_stress.to(dtype), without.to(dtype)
 
 
-def _forward(model, graph: dict, stress: bool, training: bool) -> dict:
-    return model(dict(graph), training=training, compute_force=True, compute_stress=stress)
+def _forward(model, graph: dict, virials: bool, training: bool) -> dict:
+    """Energies and forces (and virials: the training stress is made from them by
+    :func:`_stress_where_labeled`, never mace's own ``stress``)."""
+    return model(dict(graph), training=training, compute_force=True, compute_virials=virials)
 
 
 def _stress_where_labeled(virials: torch.Tensor, ref: "_Ref") -> torch.Tensor:
@@ -142,7 +144,7 @@ class _Trainee:
         graph, ref = self.data.labeled_batch(idx, self.dtype)
         stress = self.config.stress_weight > 0 and bool(ref.stress_weight.any())
         self.model.train()
-        out = self.model(dict(graph), training=True, compute_force=True, compute_virials=stress)
+        out = _forward(self.model, graph, stress, True)
         if stress:
             out = dict(out, stress=_stress_where_labeled(out["virials"], ref))
         loss = (self.loss_stress if stress else self.loss_plain)(ref, out)
