@@ -466,7 +466,7 @@ class _Run:
             self.reporter.iteration_summary(rec)
             pos = advance(wf, pos, rec)
         # the loop has ended: `elt status` and `elt report` name the final training and test from here
-        self.state.set_meta("ending", json.dumps({"status": pos.done, "iteration": pos.iteration}))
+        self.state.set_meta("ending", json.dumps({"status": pos.done}))
         # the final ensemble, trained on everything
         final, metrics = self._train(pos.iteration, members, "final training")
         final = self._publish_model(final)

@@ -101,10 +101,9 @@ def current_position(records: list[dict], tasks: list[dict], events: list[dict],
             running[k] = n
     means = mean_phase_seconds(records)
     phase_elapsed = now - phase_t0 if phase_t0 is not None else 0.0
-    eta = estimate_remaining(means, phase, phase_elapsed)
+    eta = None if ending else estimate_remaining(means, phase, phase_elapsed)
     if ending:  # the tasks after the last iteration: its final training, then the test MD and labels
         phase = "final training" if phase == "train" else "final test"
-        eta = None
     return {"iteration": it, "phase": phase, "tasks_done": done, "running": running,
             "elapsed_s": (now - since) if since is not None else None, "phase_elapsed_s": phase_elapsed,
             "eta_s": eta, "phase_means_s": means, "ending": (ending or {}).get("status"),
