@@ -135,8 +135,8 @@ def test_a_cluster_among_periodic_frames_trains_with_finite_metrics(plugin, tmp_
 def test_the_stress_loss_reads_only_frames_with_stress(plugin):
     """The training stress is mace's stress (ASE's sign) on the periodic frames and 0 on the cluster,
     whose stress weight is 0; the loss's gradient on such a mixed batch is finite."""
-    from elt.potentials.deepmd.graph import TypeMap
     from elt.potentials.mace.training import _Data, _init_model, _losses, _stress_where_labeled
+    from elt.potentials.neighbors import TypeMap
 
     cfg = tiny_config(model=TINY.model_copy(update={"precision": "float64"}))
     data = _Data(rattled_cu(2, size=(2, 1, 1), seed=6) + [_cluster()], TypeMap(["Cu"]), TINY.r_max)

@@ -194,32 +194,31 @@ def test_report_and_status_of_a_run_in_progress(tiny_run, tmp_path, capsys):
     assert "current: iteration 1, phase label (iteration 0 ran stage 0 'warm')" in out and "interrupted" in out
 
 
-def test_report_and_status_name_the_final_training_and_test_after_the_loop_ended(tiny_run, tmp_path, capsys):
+def test_report_and_status_name_the_final_training_after_the_loop_ended(tiny_run, tmp_path, capsys):
     """A copy of the run as it stood in its final training: no iteration is in progress, status and
     report name the phase and the loop's stop reason (the final test: tests/engine/test_live_status.py)."""
     with open_readonly(tiny_run) as st:
         n = len(st.iterations())
         reason = json.loads(st.get_meta("ending"))["status"]
-    for phase, dropped in (("final training", "kind != 'train'"),):
-        copy = tmp_path / phase.replace(" ", "_")
-        shutil.copytree(tiny_run, copy)
-        db = sqlite3.connect(copy / "state.db")
-        with db:
-            db.execute("DELETE FROM meta WHERE key IN ('final', 'test')")
-            db.execute(f"DELETE FROM tasks WHERE iteration >= ? AND {dropped}", (n,))
-        db.close()
-        _journal_as_state(copy)
-        rep = collect(copy)
-        assert rep["current"] is None and rep["final"] is None
-        assert rep["finishing"] == {"phase": phase, "status": reason}
-        capsys.readouterr()
-        assert main(["report", str(copy), "--no-plots"]) == 0
-        out = capsys.readouterr().out
-        assert f": stopped ({phase}; the loop has ended: {stop_text(reason)})" in out and "in progress" not in out
-        assert main(["status", str(copy)]) == 0
-        out = capsys.readouterr().out
-        assert f"current: {phase} (the loop has ended: {stop_text(reason)}) (interrupted" in out, out
-        assert f"iteration {n}," not in out and "\nfinished:" not in out
+    phase, copy = "final training", tmp_path / "final_training"
+    shutil.copytree(tiny_run, copy)
+    db = sqlite3.connect(copy / "state.db")
+    with db:
+        db.execute("DELETE FROM meta WHERE key IN ('final', 'test')")
+        db.execute("DELETE FROM tasks WHERE iteration >= ? AND kind != 'train'", (n,))  # the final test
+    db.close()
+    _journal_as_state(copy)
+    rep = collect(copy)
+    assert rep["current"] is None and rep["final"] is None
+    assert rep["finishing"] == {"phase": phase, "status": reason}
+    capsys.readouterr()
+    assert main(["report", str(copy), "--no-plots"]) == 0
+    out = capsys.readouterr().out
+    assert f": stopped ({phase}; the loop has ended: {stop_text(reason)})" in out and "in progress" not in out
+    assert main(["status", str(copy)]) == 0
+    out = capsys.readouterr().out
+    assert f"current: {phase} (the loop has ended: {stop_text(reason)}) (interrupted" in out, out
+    assert f"iteration {n}," not in out and "\nfinished:" not in out
 
 
 def test_report_of_a_run_before_its_first_iteration(tiny_run, tmp_path, capsys):
