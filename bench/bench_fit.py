@@ -16,8 +16,6 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
-
 # the shipped water-pyscf settings before issue 16 (fixed budget in epochs, no plateau checks)
 OLD = {"epochs": 150, "warm_epochs": 60, "min_steps": 1, "max_steps": 2000, "patience": None,
        "learning_rate": 1e-3, "learning_rate_end": 1e-4}

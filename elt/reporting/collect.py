@@ -27,7 +27,7 @@ from elt.data.layout import RunLayout, recorded_origin
 from elt.data.modeldevi import CLASSES, classify_table, counts, read_model_devi
 from elt.reporting.modeldevi import summarize
 from elt.reporting.stats import force_errors, spearman
-from elt.reporting.status import current_position, read_journal
+from elt.reporting.status import run_position
 
 REPORT_FORMAT = 1
 _T = re.compile(r"-T([0-9.eE+-]+?)(?:-P|-w)")
@@ -292,8 +292,7 @@ def collect(run_dir: Path) -> dict:
     rows = [_finished_row(r, tasks_by_dir, rebase) for r in records]
     current = finishing = None
     if not final:
-        where = current_position(records, tasks, read_journal(run_dir), time.time(),
-                                 json.loads(ending) if ending else None)
+        where = run_position(run_dir, records, tasks, ending, time.time())
         if where["ending"]:  # the loop has ended: no iteration in progress, the final training or test
             finishing = {"phase": where["phase"], "status": where["ending"]}
         else:

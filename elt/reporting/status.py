@@ -110,6 +110,13 @@ def current_position(records: list[dict], tasks: list[dict], events: list[dict],
             "stage": records[-1].get("stage") if records else 0}
 
 
+def run_position(run_dir: Path, records: list[dict], tasks: list[dict], ending_meta: Optional[str],
+                 now: float) -> dict:
+    """:func:`current_position` of a run: its journal, and the state's ``ending`` meta as stored."""
+    return current_position(records, tasks, read_journal(Path(run_dir)), now,
+                            json.loads(ending_meta) if ending_meta else None)
+
+
 def status_dict(run_dir: Path, now: Optional[float] = None) -> dict:
     now = time.time() if now is None else now
     with open_readonly(run_dir) as st:
@@ -123,7 +130,7 @@ def status_dict(run_dir: Path, now: Optional[float] = None) -> dict:
     driver = holder(Path(run_dir))
     cur = None
     if not final:
-        cur = current_position(recs, tasks, read_journal(Path(run_dir)), now, json.loads(ending) if ending else None)
+        cur = run_position(run_dir, recs, tasks, ending, now)
         if not driver:
             cur["running"] = {}  # nothing runs without a driver: started tasks were interrupted
             cur["eta_s"] = None

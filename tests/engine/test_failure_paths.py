@@ -2,7 +2,6 @@
 fail (PySCF stopped after one SCF cycle), walkers that all fail, a real two-stage loop with its
 exact stop reason, and the final test on fresh frames."""
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +10,7 @@ import yaml
 from ase.build import molecule
 
 from elt.cli.main import main
-from elt.data.frames import FRAME_ID, attach_labels, frame_hash, read_frames, write_frames
+from elt.data.frames import FRAME_ID, attach_labels, frame_hash, write_frames
 from elt.engine.state import open_readonly
 
 pytest.importorskip("pyscf")

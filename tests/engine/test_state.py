@@ -1,6 +1,5 @@
 import multiprocessing as mp
 import os
-import time
 
 import pytest
 

@@ -42,7 +42,7 @@ def members(tmp_path_factory):
         at.calc = EMT()
         frames.append(attach_labels(at, at.get_potential_energy(), at.get_forces(), at.get_stress()))
     cfg = TrainConfig(model=DeepPotModel(rcut=4.0, rcut_smth=2.0, embedding=[8, 16], axis_neuron=4, fitting=[16, 16]),
-                      epochs=30, batch_size=2, threads=1, validation_fraction=0.0)
+                      epochs=30, min_steps=1, batch_size=2, threads=1, validation_fraction=0.0)
     d = tmp_path_factory.mktemp("cuag")
     paths = []
     for m in range(4):
