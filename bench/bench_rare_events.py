@@ -3,6 +3,11 @@
 EMT is the reference. Systems: a vacancy in fcc Cu (a = 3.61 Å) and in fcc Ni (a = 3.52 Å), 3x3x3
 conventional cells less one atom (107 atoms; --quick: Cu only, 2x2x2 less one, 31 atoms). The
 reference barrier of one nearest-neighbour hop comes from ASE's NEB (climbing image) with EMT.
+Opt-in (``--systems Cu100``): a Cu adatom hopping between neighbouring hollow sites of Cu(100)
+(a (reps+1) x (reps+1) surface, 4 layers, 8 Å of vacuum each side: 37 atoms in --quick, 65 in the
+full run), an event whose barrier the start basin alone does not teach (bench/rare_basin_probe.py:
+ensembles trained on the start frames only miss it by -0.07 to -0.11 eV; the vacancy hop's by
+-0.003 to +0.035 eV); its metad CV is the adatom's coordination by the top layer.
 Test sets, labeled by EMT: the NEB's interior images plus noisy copies of them (Gaussian 0.03 Å,
 "saddle frames") and frames of EMT Langevin MD in the start basin at the exploration temperature
 ("thermal frames").
@@ -14,7 +19,8 @@ each with farthest-point selection among the frames between the trust levels:
   udd      uncertainty-driven bias (UDD, width set on the start frame)
   hal      HAL bias (target force ratio 0.3)
   metad    well-tempered metadynamics on the distance between the hopping atom and the vacancy's
-           neighbour across from it (5.1 Å before the hop, 2.55 Å after)
+           neighbour across from it (5.1 Å before the hop, 2.55 Å after; Cu100: the adatom's
+           coordination by the top layer, 3.48 in a hollow, 3.09 on the bridge)
   flatten  the seeds' flattening bias (λ = 0.5, confidence levels from the start frame)
   cmetad   the metadynamics above, confidence-switched (hills act only where the ensemble is sure)
 Biased stages use the default rule past trust_hi (continue); plain MD stops there (DP-GEN).
@@ -40,6 +46,7 @@ ratio is only bounded).
     python bench/bench_rare_events.py                          # Cu and Ni, 107 atoms, 3 seeds, 5 iterations
     python bench/bench_rare_events.py --campaigns plain,flatten --seeds 2 --json out.json
     python bench/bench_rare_events.py --quick --seeds 2 --campaigns plain,cmetad --iterations 4 --reuse
+    python bench/bench_rare_events.py --quick --systems Cu100 --seeds 2 --iterations 4 --train-steps 2000
     python bench/bench_rare_events.py --report out.json        # re-print a stored run's tables
 
 ``--reuse`` resumes the campaign directories under ``--dir`` (a finished campaign is evaluated
@@ -59,6 +66,7 @@ from pathlib import Path
 import numpy as np
 
 SYSTEMS = {"Cu": 3.61, "Ni": 3.52}
+SURFACES = {"Cu100": ("Cu", 3.61)}  # an adatom hop on the (100) surface (opt-in: --systems Cu100)
 
 BASE = {
     "seed": 11,
@@ -102,6 +110,45 @@ def vacancy_hop(element: str, a: float, reps: int):
         BFGS(x, logfile=None).run(fmax=0.01, steps=500)
         ends.append(x)
     return ends[0], ends[1], j, k, site
+
+
+def adatom_event(kind: str, element: str = "Cu", a: float = 3.61, size=(3, 3, 4), vacuum: float = 8.0):
+    """(initial, final, adatom index, hollow sites) of an adatom event on fcc(100), ends relaxed with
+    EMT, the two bottom layers fixed (for the NEBs; the campaigns' walkers move every atom).
+    ``hop``: hollow to the neighbouring hollow. ``exchange``: the adatom takes the place of the
+    surface atom beside it, which goes on to the hollow across from the start (along the diagonal).
+    The hollow sites: where an adatom sits, above every square of the top layer."""
+    from ase.build import add_adsorbate, fcc100
+    from ase.calculators.emt import EMT
+    from ase.constraints import FixAtoms
+    from ase.optimize import BFGS
+
+    slab = fcc100(element, size=size, a=a, vacuum=vacuum, periodic=True)
+    slab.set_constraint(FixAtoms(mask=slab.get_tags() >= 3))  # layers are tagged 1 (top) .. 4
+    add_adsorbate(slab, element, 1.7, "hollow")
+    ad = len(slab) - 1
+    d = a / np.sqrt(2.0)  # the surface lattice spacing
+    top = np.flatnonzero(slab.get_tags() == 1)
+    ends = [slab.copy(), slab.copy()]
+    if kind == "hop":
+        ends[1].positions[ad, 0] += d
+    elif kind == "exchange":
+        p = slab.positions[ad]
+        lengths = np.diag(slab.cell.array)[:2]
+        dist = slab.positions[top, :2] - (p[:2] + 0.5 * d)
+        dist -= np.round(dist / lengths) * lengths
+        s = int(top[np.argmin(np.linalg.norm(dist, axis=1))])
+        ends[1].positions[ad] = slab.positions[s]
+        ends[1].positions[s] = p + np.array([d, d, 0.0])
+    else:
+        raise ValueError(f"unknown adatom event {kind!r} (hop, exchange)")
+    for x in ends:
+        x.calc = EMT()
+        BFGS(x, logfile=None).run(fmax=0.01, steps=1000)
+        x.calc = None
+    hollows = slab.positions[top] + np.array([0.5 * d, 0.5 * d, 0.0])
+    hollows[:, 2] = ends[0].positions[ad, 2]
+    return ends[0], ends[1], ad, hollows
 
 
 def neb_barrier(initial, final, calc_factory, n_images: int = 5, fmax: float = 0.03, steps: int = 400,
@@ -171,10 +218,11 @@ def past_midpoint(frames, ref, d_nn: float) -> np.ndarray:
 
 def off_site(frames, ref, site, d_nn: float, frac: float = 0.3) -> np.ndarray:
     """Per frame: is some atom farther than ``frac`` of a nearest-neighbour distance from every
-    lattice site (the atoms of ``ref`` and the vacancy ``site``)? That is the transition region of
-    a hop. A frame past the midpoint with every atom near a site is the hopped basin: the vacancy
-    moved, by symmetry the start's environment again, which teaches nothing about the barrier."""
-    sites = np.vstack([ref.positions, np.asarray(site)[None]])
+    lattice site (the atoms of ``ref`` and the extra ``site``: the vacancy, or an (n, 3) array, the
+    surface's hollow sites)? That is the transition region of a hop. A frame past the midpoint with
+    every atom near a site is the hopped basin: the vacancy moved, by symmetry the start's
+    environment again, which teaches nothing about the barrier."""
+    sites = np.vstack([ref.positions, np.asarray(site).reshape(-1, 3)])
     cell = ref.cell.array
     inv = np.linalg.inv(cell)
     out = []
@@ -186,12 +234,12 @@ def off_site(frames, ref, site, d_nn: float, frac: float = 0.3) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ the campaigns
-def campaign(kind: str, start_file: Path, j: int, k: int) -> dict:
+def campaign(kind: str, start_file: Path, cv: dict) -> dict:
+    """The workflow of one campaign; ``cv``: the metadynamics CV of the system (its reference)."""
     d = copy.deepcopy(BASE)
     d["system"]["structures"] = [{"kind": "file", "path": str(start_file)}]
     st = d["explore"]["stages"][0]
-    metad = {"cvs": [{"kind": "distance", "atoms": [j, k], "width": 0.15}], "height": 0.1, "stride": 10,
-             "biasfactor": 10}
+    metad = {"cvs": [cv], "height": 0.1, "stride": 10, "biasfactor": 10}
     if kind == "udd":
         st["bias"] = {"kind": "udd", "strength": 1.0}
     elif kind == "hal":
@@ -301,7 +349,7 @@ def compare_beyond(ref: dict, members, kinds, seeds: int, hi: float, lo: float) 
     st0 = BASE["explore"]["stages"][0]
     out: dict = {}
     for kind in kinds:
-        stage = campaign(kind, ref["start"], ref["j"], ref["k"])["explore"]["stages"][0]
+        stage = campaign(kind, ref["start"], ref["cv"])["explore"]["stages"][0]
         stage = {k: v for k, v in stage.items() if k in ("bias", "metad")}
         for mode in ("stop", "continue", "restart"):
             cfg = StageConfig(**stage, beyond_hi={"mode": mode})
@@ -419,33 +467,52 @@ def print_system(sysname: str, ref: dict, runs: dict, goal_barrier: float, goal_
 
 
 # ------------------------------------------------------------------ main
-def reference(element: str, reps: int, temperature: float, workdir: Path) -> dict:
+def reference(system: str, reps: int, temperature: float, workdir: Path) -> dict:
+    """The system's EMT reference: the event's ends and NEB, test sets, start file, metad CV.
+    ``system``: an element of SYSTEMS (a vacancy hop in a reps^3 supercell) or of SURFACES (an
+    adatom hop on a (reps+1) x (reps+1) x 4 slab)."""
     from ase.calculators.emt import EMT
 
     from elt.data.frames import write_frames
 
-    a = SYSTEMS[element]
     t = time.perf_counter()
-    initial, final, j, k, site = vacancy_hop(element, a, reps)
-    barrier, images, conv = neb_barrier(initial, final, EMT)
+    element = system
+    if system in SURFACES:
+        element, a = SURFACES[system]
+        initial, final, j, site = adatom_event("hop", element, a, size=(reps + 1, reps + 1, 4))
+        top = [int(i) for i in np.flatnonzero(initial.get_tags() == 1)]
+        # the adatom's coordination by the top layer: 3.48 in a hollow, 3.09 on the bridge (the hop's
+        # saddle, Cu100-37); hills in the hollow push it over a bridge in any direction
+        cv = {"kind": "coordination", "group_a": [j], "group_b": top, "r0": 3.0, "width": 0.1}
+        what = f"adatom {j} hops on {system} (metad CV: its coordination by the top layer)"
+    elif system in SYSTEMS:
+        a = SYSTEMS[system]
+        initial, final, j, k, site = vacancy_hop(element, a, reps)
+        cv = {"kind": "distance", "atoms": [j, k], "width": 0.15}
+        what = f"hop of atom {j} (metad CV: distance {j}-{k})"
+    else:
+        raise SystemExit(f"unknown system {system!r}; choose from {sorted(SYSTEMS) + sorted(SURFACES)}")
+    barrier, images, conv = neb_barrier(initial, final, EMT, steps=1000)
     saddle, thermal = test_sets(initial, images, temperature)
-    start = workdir / f"start-{element}-{len(initial)}.extxyz"
+    start = workdir / f"start-{system}-{len(initial)}.extxyz"
     workdir.mkdir(parents=True, exist_ok=True)
     s = initial.copy()
     s.calc = None
+    s.set_constraint()  # the walkers move every atom
     write_frames(start, [s])
-    print(f"{element}: {len(initial)} atoms, EMT NEB barrier {barrier:.3f} eV (converged {conv}), hop of atom {j} "
-          f"(metad CV: distance {j}-{k}); {len(saddle)} saddle and {len(thermal)} thermal test frames "
+    print(f"{system}: {len(initial)} atoms, EMT NEB barrier {barrier:.3f} eV (converged {conv}), {what}; "
+          f"{len(saddle)} saddle and {len(thermal)} thermal test frames "
           f"({time.perf_counter() - t:.0f} s)", flush=True)
     return {"initial": initial, "final": final, "images": images, "barrier": barrier, "converged": conv,
-            "j": j, "k": k, "site": site, "saddle": saddle, "thermal": thermal, "start": start,
+            "j": j, "cv": cv, "site": site, "saddle": saddle, "thermal": thermal, "start": start,
             "n_atoms": len(initial), "d_nn": a / np.sqrt(2.0)}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dir", type=Path, default=Path("bench-runs/rare-events"))
-    ap.add_argument("--systems", default="Cu,Ni")
+    ap.add_argument("--systems", default=None,
+                    help=f"comma-separated, from {sorted(SYSTEMS) + sorted(SURFACES)} (default Cu,Ni; Cu with --quick)")
     ap.add_argument("--campaigns", default=",".join(KINDS), help=f"comma-separated, from {KINDS}")
     ap.add_argument("--seeds", type=int, default=None, help="exploration seeds (default 3; 1 with --quick)")
     ap.add_argument("--iterations", type=int, default=None,
@@ -453,7 +520,8 @@ def main() -> None:
     ap.add_argument("--labels", type=int, default=BASE["select"]["max_candidates"], help="labels per iteration")
     ap.add_argument("--temperature", type=float, default=BASE["explore"]["stages"][0]["temperatures"][0])
     ap.add_argument("--steps", type=int, default=BASE["explore"]["stages"][0]["steps"], help="MD steps per walker")
-    ap.add_argument("--train-steps", type=int, default=BASE["train"]["max_steps"])
+    ap.add_argument("--train-steps", type=int, default=None,
+                    help=f"training step cap (default {BASE['train']['max_steps']}; 400 with --quick)")
     ap.add_argument("--members", type=int, default=BASE["train"]["ensemble_size"])
     ap.add_argument("--reps", type=int, default=3, help="conventional cells per side (3: 107 atoms, 2: 31)")
     ap.add_argument("--goal-barrier", type=float, default=0.05, help="|barrier error| goal (eV)")
@@ -491,9 +559,12 @@ def main() -> None:
             args.json.write_text(json.dumps(old, indent=1, default=str))
         return
     if args.quick:
-        args.systems, args.reps = "Cu", 2
+        args.systems, args.reps = args.systems or "Cu", 2
         args.iterations = 2 if args.iterations is None else args.iterations
-        args.steps, args.train_steps, args.members = 600, 400, 3
+        args.train_steps = 400 if args.train_steps is None else args.train_steps
+        args.steps, args.members = 600, 3
+    args.systems = args.systems or "Cu,Ni"
+    args.train_steps = BASE["train"]["max_steps"] if args.train_steps is None else args.train_steps
     if args.seeds is None:
         args.seeds = 1 if args.quick else 3
     if args.iterations is None:
@@ -510,7 +581,7 @@ def main() -> None:
         runs: dict = {k: [] for k in kinds}
         for seed in range(args.seeds):
             for kind in kinds:
-                data = campaign(kind, ref["start"], ref["j"], ref["k"])
+                data = campaign(kind, ref["start"], ref["cv"])
                 data["seed"] = BASE["seed"] + seed
                 t = time.perf_counter()
                 rows = run_campaign(f"{element}-{kind}-{seed}", data, args.dir / f"{element}-{kind}-{seed}", ref,
