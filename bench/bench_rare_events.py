@@ -504,7 +504,7 @@ def reference(system: str, reps: int, temperature: float, workdir: Path) -> dict
           f"{len(saddle)} saddle and {len(thermal)} thermal test frames "
           f"({time.perf_counter() - t:.0f} s)", flush=True)
     return {"initial": initial, "final": final, "images": images, "barrier": barrier, "converged": conv,
-            "j": j, "cv": cv, "site": site, "saddle": saddle, "thermal": thermal, "start": start,
+            "cv": cv, "site": site, "saddle": saddle, "thermal": thermal, "start": start,
             "n_atoms": len(initial), "d_nn": a / np.sqrt(2.0)}
 
 

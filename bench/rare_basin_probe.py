@@ -13,7 +13,7 @@ Events:
   hop        a Cu adatom hopping between neighbouring hollow sites of Cu(100) (3x3 surface, 4 layers)
   exchange   the same adatom entering the surface, pushing a surface atom out to the diagonal hollow
 
-    python bench/rare_basin_probe.py --events vacancy,hop,exchange --members 3
+    python bench/rare_basin_probe.py --events vacancy,hop,exchange --members 3 --seeds 4   # the README's numbers
 """
 
 from __future__ import annotations
